@@ -1,0 +1,47 @@
+#pragma once
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "sagaflow/engine/state_store.h"
+
+namespace sagaflow::adapters {
+
+// A StateStore in process memory: the embedded store of `simulate` and `bench`, and the
+// reference the durable adapters are tested against. Nothing survives the process. Thread-safe;
+// instances are spread over shards so that writers of different instances rarely contend.
+class MemoryStateStore final : public engine::StateStore {
+ public:
+  MemoryStateStore() = default;
+
+  Status SaveDefinition(const engine::DefinitionRecord& def) override;
+  Result<engine::DefinitionRecord> LoadDefinition(const std::string& name,
+                                                  const std::string& hash) override;
+  Result<InstanceId> CreateInstance(const engine::InstanceRecord& record) override;
+  Status WriteInstance(const engine::InstanceWrite& write) override;
+  Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
+  Result<std::vector<engine::InstanceSummary>> ListInstances(
+      const engine::InstanceFilter& filter) override;
+
+  std::size_t instance_count() const;
+
+ private:
+  static constexpr std::size_t kShards = 16;
+  struct Shard {
+    mutable std::mutex mu;
+    std::unordered_map<InstanceId, engine::InstanceRecord> instances;
+  };
+  Shard& ShardFor(const InstanceId& id);
+  const Shard& ShardFor(const InstanceId& id) const;
+
+  std::array<Shard, kShards> shards_;
+
+  mutable std::mutex meta_mu_;
+  std::map<std::pair<std::string, std::string>, engine::DefinitionRecord> definitions_;
+  std::map<std::pair<std::string, std::string>, InstanceId> business_keys_;  // (flow, key)
+};
+
+}  // namespace sagaflow::adapters

@@ -1,0 +1,126 @@
+#include "sagaflow/adapters/memory/memory_state_store.h"
+
+#include <algorithm>
+
+namespace sagaflow::adapters {
+
+using engine::DefinitionRecord;
+using engine::InstanceRecord;
+
+MemoryStateStore::Shard& MemoryStateStore::ShardFor(const InstanceId& id) {
+  return shards_[std::hash<InstanceId>{}(id) % kShards];
+}
+const MemoryStateStore::Shard& MemoryStateStore::ShardFor(const InstanceId& id) const {
+  return shards_[std::hash<InstanceId>{}(id) % kShards];
+}
+
+Status MemoryStateStore::SaveDefinition(const DefinitionRecord& def) {
+  std::lock_guard lock(meta_mu_);
+  definitions_.try_emplace({def.name, def.hash}, def);
+  return Status::Ok();
+}
+
+Result<DefinitionRecord> MemoryStateStore::LoadDefinition(const std::string& name,
+                                                          const std::string& hash) {
+  std::lock_guard lock(meta_mu_);
+  auto it = definitions_.find({name, hash});
+  if (it == definitions_.end()) {
+    return NotFound("no definition of flow '" + name + "' with hash " + hash);
+  }
+  return it->second;
+}
+
+Result<InstanceId> MemoryStateStore::CreateInstance(const InstanceRecord& record) {
+  if (!record.business_key.empty()) {
+    std::lock_guard lock(meta_mu_);
+    auto [it, inserted] =
+        business_keys_.try_emplace({record.flow_name, record.business_key}, record.id);
+    if (!inserted) {
+      InstanceId existing = it->second;
+      auto found = LoadInstance(existing);
+      if (!found.ok()) return found.status();
+      if (found->input != record.input) {
+        return Conflict("business key '" + record.business_key + "' of flow '" +
+                        record.flow_name + "' is already used by instance " + existing.str() +
+                        " with a different input");
+      }
+      return existing;
+    }
+    // Insert the instance before the key lock is released, so a concurrent repeat finds it.
+    Shard& shard = ShardFor(record.id);
+    std::lock_guard shard_lock(shard.mu);
+    if (!shard.instances.emplace(record.id, record).second) {
+      return AlreadyExists("instance " + record.id.str() + " already exists");
+    }
+    return record.id;
+  }
+  Shard& shard = ShardFor(record.id);
+  std::lock_guard lock(shard.mu);
+  if (!shard.instances.emplace(record.id, record).second) {
+    return AlreadyExists("instance " + record.id.str() + " already exists");
+  }
+  return record.id;
+}
+
+Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
+  const InstanceRecord& src = *write.record;
+  Shard& shard = ShardFor(src.id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.instances.find(src.id);
+  if (it == shard.instances.end()) return NotFound("instance " + src.id.str() + " not found");
+  InstanceRecord& dst = it->second;
+  dst.status = src.status;
+  dst.compensation_status = src.compensation_status;
+  dst.error = src.error;
+  dst.error_code = src.error_code;
+  dst.error_message = src.error_message;
+  dst.updated_at = src.updated_at;
+  dst.started_at = src.started_at;
+  dst.ended_at = src.ended_at;
+  dst.cursor = src.cursor;
+  if (write.context_changed) dst.context = src.context;
+  if (dst.executions.size() < src.executions.size()) dst.executions.resize(src.executions.size());
+  for (int id : write.executions) {
+    dst.executions[static_cast<std::size_t>(id)] = src.executions[static_cast<std::size_t>(id)];
+  }
+  return Status::Ok();
+}
+
+Result<InstanceRecord> MemoryStateStore::LoadInstance(const InstanceId& id) {
+  const Shard& shard = ShardFor(id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.instances.find(id);
+  if (it == shard.instances.end()) return NotFound("no instance " + id.str());
+  return it->second;
+}
+
+Result<std::vector<engine::InstanceSummary>> MemoryStateStore::ListInstances(
+    const engine::InstanceFilter& filter) {
+  std::vector<engine::InstanceSummary> out;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (const auto& [id, r] : shard.instances) {
+      if (filter.status && r.status != *filter.status) continue;
+      if (!filter.flow_name.empty() && r.flow_name != filter.flow_name) continue;
+      out.push_back(engine::InstanceSummary{r.id, r.flow_name, r.flow_version, r.business_key,
+                                            r.status, r.compensation_status, r.started_at,
+                                            r.ended_at});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.started_at != b.started_at ? a.started_at > b.started_at : a.id > b.id;
+  });
+  if (out.size() > filter.limit) out.resize(filter.limit);
+  return out;
+}
+
+std::size_t MemoryStateStore::instance_count() const {
+  std::size_t n = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    n += shard.instances.size();
+  }
+  return n;
+}
+
+}  // namespace sagaflow::adapters

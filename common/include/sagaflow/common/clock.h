@@ -1,0 +1,50 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace sagaflow {
+
+using Duration = std::chrono::nanoseconds;
+
+// Engine time: nanoseconds since the Unix epoch, so that a stored time means the same thing to
+// every process that reads it.
+using TimePoint = std::chrono::time_point<std::chrono::system_clock, Duration>;
+
+// Where the engine gets the time from. Thread-safe.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual TimePoint Now() const = 0;
+};
+
+// Wall-clock time.
+class SystemClock final : public Clock {
+ public:
+  TimePoint Now() const override;
+};
+
+// Time that moves only when told to: the virtual clock of `simulate` and of tests.
+// Thread-safe.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(TimePoint start = TimePoint{}) : now_(start.time_since_epoch().count()) {}
+  TimePoint Now() const override { return TimePoint(Duration(now_.load())); }
+  void Advance(Duration d) { now_.fetch_add(d.count()); }
+  // Moves the clock to `t` if `t` is later than now.
+  void AdvanceTo(TimePoint t);
+
+ private:
+  std::atomic<std::int64_t> now_;
+};
+
+// Seconds as a double (for durations read from definitions).
+Duration SecondsToDuration(double seconds);
+double DurationToSeconds(Duration d);
+
+// ISO-8601 UTC with milliseconds, e.g. "2026-11-21T21:16:41.123Z".
+std::string FormatTime(TimePoint t);
+
+}  // namespace sagaflow

@@ -1,0 +1,155 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "sagaflow/common/clock.h"
+#include "sagaflow/common/ids.h"
+#include "sagaflow/common/json.h"
+#include "sagaflow/common/status.h"
+#include "sagaflow/engine/interpreter.h"
+#include "sagaflow/engine/records.h"
+#include "sagaflow/engine/state_store.h"
+#include "sagaflow/statelang/state_machine.h"
+#include "sagaflow/tasks/task_registry.h"
+
+namespace sagaflow::engine {
+
+struct ExecutorOptions {
+  // Threads that run instances. 0: no threads; the caller drives with RunUntilIdle().
+  int workers = 2;
+  // Refuse to start an instance of a flow that calls a task nobody registered. When false, an
+  // instance that reaches such a task stops (it stays RU) and its waiters get kNotFound.
+  bool require_registered_tasks = true;
+  // With workers == 0: when nothing is ready, jump this clock to the next timer instead of
+  // waiting (the virtual time of `simulate`). Must be the executor's clock.
+  ManualClock* virtual_clock = nullptr;
+  // Backoff when the store refuses a write: doubles from the first value up to the second.
+  Duration store_retry_initial = std::chrono::milliseconds(50);
+  Duration store_retry_max = std::chrono::seconds(5);
+  // Called on an executor thread after an instance's run or operation has finished and been
+  // stored. Must be thread-safe and quick.
+  std::function<void(const InstanceRecord&)> on_finished;
+};
+
+struct StartOptions {
+  std::string business_key;  // "" for none; else unique per flow (a repeat start is idempotent)
+};
+
+enum class Operation { kForward, kCompensate, kSkip };
+std::string_view OperationName(Operation op);
+
+// Runs instances: drives the Interpreter, invokes tasks, keeps retry timers in one timer queue
+// and makes every step durable in the StateStore before acting on it ("started" before a task
+// is invoked, "finished" before the next step acts).
+//
+// Thread-safe. Start() before use (except in manual mode), Stop() before destruction (the
+// destructor calls it). Instances in flight when Stop() is called stay RU in the store.
+class Executor {
+ public:
+  Executor(ExecutorOptions options, const TaskRegistry& registry, StateStore& store,
+           const Clock& clock);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  Status Start();
+  void Stop() noexcept;
+
+  // Stores the definition and makes the flow startable. Errors: kFailedPrecondition when a task
+  // it calls is not registered (and require_registered_tasks), or the store's error.
+  Status AddFlow(std::shared_ptr<const statelang::StateMachine> machine);
+
+  // Starts an instance and returns its id without waiting. `input` must be a JSON object (or
+  // null for {}). With a business key already used by the flow: the existing instance's id
+  // when the input is the same, kConflict when it differs.
+  Result<InstanceId> StartInstance(std::shared_ptr<const statelang::StateMachine> machine,
+                                   Json input, const StartOptions& options = {});
+
+  // Waits until the instance's current run or operation finishes, or `timeout` passes
+  // (kDeadlineExceeded). Returns the stored record.
+  Result<InstanceRecord> Await(const InstanceId& id, Duration timeout);
+
+  // StartInstance, then Await.
+  Result<InstanceRecord> Run(std::shared_ptr<const statelang::StateMachine> machine, Json input,
+                             const StartOptions& options, Duration timeout);
+
+  // Applies an operator operation to a finished instance and waits for it to finish.
+  // Errors: kNotFound, kFailedPrecondition (running, or the operation does not apply),
+  // kInvalidArgument (patch not an object), kDeadlineExceeded.
+  Result<InstanceRecord> Operate(Operation op, const InstanceId& id, const Json& patch,
+                                 Duration timeout);
+
+  // Manual mode only: runs ready work and due timers on this thread until nothing is left.
+  Status RunUntilIdle();
+
+  // Instances currently running or waiting in this executor.
+  std::size_t live_instances() const;
+
+ private:
+  struct Flow;
+  struct Live;
+  struct Waiter;
+  enum class Event { kBegin, kRetryDue, kResumeWrite };
+  struct Work {
+    std::shared_ptr<Live> live;
+    Event event;
+  };
+  struct Timer {
+    TimePoint due;
+    std::uint64_t seq;
+    Work work;
+    bool operator>(const Timer& o) const { return due != o.due ? due > o.due : seq > o.seq; }
+  };
+
+  Result<std::shared_ptr<const Flow>> FlowFor(
+      const std::shared_ptr<const statelang::StateMachine>& machine);
+  Result<std::shared_ptr<const Flow>> FlowForRecord(const InstanceRecord& record);
+  void Enqueue(Work work);
+  void AddTimer(TimePoint due, Work work);
+  void WorkerLoop(std::stop_token stop);
+  void TimerLoop(std::stop_token stop);
+  // Moves due timers to the ready queue; returns the next due time, if any.
+  std::optional<TimePoint> ReleaseDueTimers();
+  void Drive(Work work);
+  bool Persist(Live& live, const Step& step);
+  TaskOutcome Invoke(Live& live, const TaskFn& fn, int execution);
+  void Finish(const std::shared_ptr<Live>& live, Status status);
+
+  ExecutorOptions options_;
+  const TaskRegistry& registry_;
+  StateStore& store_;
+  const Clock& clock_;
+  Interpreter interpreter_;
+  std::stop_source stop_source_;
+
+  mutable std::mutex flows_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const Flow>> flows_;  // name + "\n" + hash
+
+  mutable std::mutex live_mu_;
+  std::unordered_map<InstanceId, std::shared_ptr<Live>> live_;
+
+  std::mutex ready_mu_;
+  std::condition_variable ready_cv_;
+  std::deque<Work> ready_;
+
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::uint64_t timer_seq_ = 0;
+
+  std::vector<std::jthread> threads_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace sagaflow::engine

@@ -1,0 +1,93 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sagaflow/common/clock.h"
+#include "sagaflow/common/ids.h"
+#include "sagaflow/common/json.h"
+#include "sagaflow/statelang/state_machine.h"
+#include "sagaflow/tasks/task_error.h"
+
+namespace sagaflow::engine {
+
+// Seata's status codes, for state executions and for whole instances.
+enum class RunStatus { kRunning, kSucceeded, kFailed, kUnknown, kSkipped };  // RU SU FA UN SK
+
+std::string_view RunStatusCode(RunStatus s);
+std::optional<RunStatus> ParseRunStatus(std::string_view code);
+
+enum class ExecutionKind { kForward, kCompensation };
+std::string_view ExecutionKindName(ExecutionKind k);
+
+// One execution of a task state: the first attempt and its retries share one record.
+struct StateExecution {
+  int id = 0;  // position in InstanceRecord::executions
+  StateName state;
+  statelang::StateIndex state_index = statelang::kNoState;
+  ExecutionKind kind = ExecutionKind::kForward;
+  int compensates = -1;  // for a compensation: the forward execution it undoes
+  int retried_for = -1;  // the execution this one replaces (operator forward or skip)
+  int epoch = 0;
+  int attempts = 0;  // invocations started so far
+  RunStatus status = RunStatus::kRunning;
+  // For forward executions: the status of the latest compensation of this execution.
+  std::optional<RunStatus> compensation_status;
+  // Replaced by a later execution (forward re-run or skip): left out of status decisions and
+  // of compensation.
+  bool superseded = false;
+  bool for_update = false;
+  std::vector<int> retry_counts;  // retries used, per Retry rule of the state
+  std::optional<TimePoint> retry_at;  // set while waiting in backoff
+  std::string idempotency_key;
+  Json input;   // the argument list
+  Json output;  // the task's result (null until it returned)
+  std::optional<TaskFailure> error;
+  TimePoint started_at{};
+  std::optional<TimePoint> ended_at;
+};
+
+enum class Phase { kForward, kCompensating, kFinished };
+
+// Where the interpreter is in an instance; persisted with it so that a run can resume.
+struct Cursor {
+  Phase phase = Phase::kForward;
+  statelang::StateIndex current = statelang::kNoState;  // forward: the state to act on
+  int active_execution = -1;           // a task execution in flight or waiting to retry
+  std::vector<int> compensation_stack;  // forward executions still to compensate; back is next
+  std::vector<int> compensations_run;   // compensation executions of the current compensation
+  statelang::StateIndex compensation_trigger = statelang::kNoState;  // kNoState: an operation
+  bool compensated_in_run = false;  // compensation happened in the current run or operation
+  bool reached_fail = false;
+  std::optional<TaskFailure> caught;  // the error a Catch routed on, for `$Exception{}`
+  int epoch = 0;
+  int run_first_execution = 0;  // first execution of the current run or operation
+  int idle_transitions = 0;     // routing steps since the last task (guards Choice loops)
+};
+
+// An instance as the store keeps it.
+struct InstanceRecord {
+  InstanceId id;
+  std::string flow_name;
+  std::string flow_version;
+  std::string flow_hash;
+  std::string business_key;  // "" when none
+  RunStatus status = RunStatus::kRunning;
+  std::optional<RunStatus> compensation_status;
+  Json input;    // as started
+  Json context;  // current
+  std::optional<TaskFailure> error;  // the error that ended the latest run, if any
+  std::string error_code;            // of the Fail state reached, if any
+  std::string error_message;
+  TimePoint started_at{};
+  TimePoint updated_at{};
+  std::optional<TimePoint> ended_at;
+  std::vector<StateExecution> executions;
+  Cursor cursor;
+
+  bool finished() const { return cursor.phase == Phase::kFinished; }
+};
+
+}  // namespace sagaflow::engine

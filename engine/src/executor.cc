@@ -1,0 +1,470 @@
+#include "sagaflow/engine/executor.h"
+
+#include <algorithm>
+
+#include "sagaflow/statelang/loader.h"
+
+namespace sagaflow::engine {
+
+using statelang::StateMachine;
+
+std::string_view OperationName(Operation op) {
+  switch (op) {
+    case Operation::kForward: return "forward";
+    case Operation::kCompensate: return "compensate";
+    case Operation::kSkip: return "skip";
+  }
+  return "?";
+}
+
+// A flow the executor can run: the compiled machine and its tasks, resolved once per state.
+struct Executor::Flow {
+  std::shared_ptr<const StateMachine> machine;
+  std::vector<const TaskFn*> tasks;  // by state index; nullptr for non-task or unregistered
+};
+
+struct Executor::Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Result<InstanceRecord> result = Internal("not finished");
+};
+
+// An instance this executor is running. Only the thread driving it touches `record`.
+struct Executor::Live {
+  std::shared_ptr<const Flow> flow;
+  InstanceRecord record;
+  std::optional<Step> pending;  // computed but not yet stored (the store refused it)
+  Duration write_backoff{};
+  std::function<Result<Step>()> begin;  // the first step of a run or an operation
+  std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by live_mu_
+};
+
+Executor::Executor(ExecutorOptions options, const TaskRegistry& registry, StateStore& store,
+                   const Clock& clock)
+    : options_(std::move(options)),
+      registry_(registry),
+      store_(store),
+      clock_(clock),
+      interpreter_(registry.errors()) {}
+
+Executor::~Executor() { Stop(); }
+
+Status Executor::Start() {
+  if (started_) return FailedPrecondition("executor already started");
+  if (options_.workers < 0) return InvalidArgument("workers must be 0 or more");
+  started_ = true;
+  if (options_.workers == 0) return Status::Ok();
+  for (int i = 0; i < options_.workers; ++i) {
+    threads_.emplace_back([this](std::stop_token st) { WorkerLoop(st); });
+  }
+  threads_.emplace_back([this](std::stop_token st) { TimerLoop(st); });
+  return Status::Ok();
+}
+
+void Executor::Stop() noexcept {
+  if (stopped_) return;
+  stopped_ = true;
+  stop_source_.request_stop();
+  for (auto& t : threads_) t.request_stop();
+  {
+    std::lock_guard lock(ready_mu_);
+    ready_cv_.notify_all();
+  }
+  {
+    std::lock_guard lock(timer_mu_);
+    timer_cv_.notify_all();
+  }
+  threads_.clear();  // joins
+  // Wake whoever still waits: their instances stay RU in the store.
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  {
+    std::lock_guard lock(live_mu_);
+    for (auto& [id, live] : live_) {
+      for (auto& w : live->waiters) waiters.push_back(w);
+      live->waiters.clear();
+    }
+  }
+  for (auto& w : waiters) {
+    std::lock_guard lock(w->mu);
+    w->result = Cancelled("the executor stopped before the instance finished");
+    w->done = true;
+    w->cv.notify_all();
+  }
+}
+
+Status Executor::AddFlow(std::shared_ptr<const StateMachine> machine) {
+  auto flow = FlowFor(machine);
+  return flow.ok() ? Status::Ok() : flow.status();
+}
+
+Result<std::shared_ptr<const Executor::Flow>> Executor::FlowFor(
+    const std::shared_ptr<const StateMachine>& machine) {
+  if (!machine) return InvalidArgument("no flow given");
+  std::string key = machine->name() + "\n" + machine->content_hash();
+  {
+    std::lock_guard lock(flows_mu_);
+    auto it = flows_.find(key);
+    if (it != flows_.end()) return it->second;
+  }
+  auto flow = std::make_shared<Flow>();
+  flow->machine = machine;
+  flow->tasks.resize(machine->states().size(), nullptr);
+  std::vector<std::string> missing;
+  for (std::size_t i = 0; i < machine->states().size(); ++i) {
+    const auto& s = machine->states()[i];
+    if (!s.is_task()) continue;
+    flow->tasks[i] = registry_.Find(s.service_task().task);
+    if (!flow->tasks[i] &&
+        std::find(missing.begin(), missing.end(), s.service_task().task.str()) == missing.end()) {
+      missing.push_back(s.service_task().task.str());
+    }
+  }
+  if (!missing.empty() && options_.require_registered_tasks) {
+    std::string list;
+    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+    return FailedPrecondition("flow '" + machine->name() + "' calls tasks that are not registered: " +
+                              list);
+  }
+  SAGAFLOW_RETURN_IF_ERROR(store_.SaveDefinition(DefinitionRecord{
+      machine->name(), machine->version(), machine->content_hash(), machine->content(),
+      clock_.Now()}));
+  std::lock_guard lock(flows_mu_);
+  auto [it, inserted] = flows_.emplace(key, flow);
+  return it->second;
+}
+
+Result<std::shared_ptr<const Executor::Flow>> Executor::FlowForRecord(const InstanceRecord& r) {
+  {
+    std::lock_guard lock(flows_mu_);
+    auto it = flows_.find(r.flow_name + "\n" + r.flow_hash);
+    if (it != flows_.end()) return it->second;
+  }
+  // An instance runs on the definition it started with, even after the flow changed.
+  SAGAFLOW_ASSIGN_OR_RETURN(DefinitionRecord def, store_.LoadDefinition(r.flow_name, r.flow_hash));
+  auto loaded = statelang::LoadStateMachine(def.content);
+  if (!loaded.ok()) {
+    return Internal("stored definition of flow '" + r.flow_name + "' (" + r.flow_hash +
+                    ") no longer loads: " + loaded.Describe(r.flow_name));
+  }
+  return FlowFor(loaded.machine);
+}
+
+Result<InstanceId> Executor::StartInstance(std::shared_ptr<const StateMachine> machine, Json input,
+                                           const StartOptions& options) {
+  if (!started_) return FailedPrecondition("executor not started");
+  if (stop_source_.stop_requested()) return Cancelled("executor is stopping");
+  if (input.is_null()) input = Json::object();
+  if (!input.is_object()) {
+    return InvalidArgument("the input of an instance must be a JSON object, found " +
+                           std::string(input.type_name()));
+  }
+  SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<const Flow> flow, FlowFor(machine));
+  auto live = std::make_shared<Live>();
+  live->flow = flow;
+  InstanceRecord& r = live->record;
+  r.id = NewInstanceId();
+  r.flow_name = machine->name();
+  r.flow_version = machine->version();
+  r.flow_hash = machine->content_hash();
+  r.business_key = options.business_key;
+  r.input = std::move(input);
+  r.context = r.input;
+  r.started_at = r.updated_at = clock_.Now();
+  r.cursor.current = machine->start();
+  SAGAFLOW_ASSIGN_OR_RETURN(InstanceId stored_id, store_.CreateInstance(r));
+  if (stored_id != r.id) return stored_id;  // a repeated start with the same business key
+  Interpreter* interp = &interpreter_;
+  const Clock* clock = &clock_;
+  Live* raw = live.get();
+  live->begin = [interp, clock, raw]() -> Result<Step> {
+    return interp->Start(raw->record, *raw->flow->machine, clock->Now());
+  };
+  InstanceId id = r.id;
+  {
+    std::lock_guard lock(live_mu_);
+    live_.emplace(id, live);
+  }
+  Enqueue(Work{std::move(live), Event::kBegin});
+  return id;
+}
+
+Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
+  auto waiter = std::make_shared<Waiter>();
+  {
+    std::lock_guard lock(live_mu_);
+    auto it = live_.find(id);
+    if (it == live_.end()) return store_.LoadInstance(id);
+    it->second->waiters.push_back(waiter);
+  }
+  if (options_.workers == 0) SAGAFLOW_RETURN_IF_ERROR(RunUntilIdle());
+  std::unique_lock lock(waiter->mu);
+  if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
+    return DeadlineExceeded("instance " + id.str() + " did not finish within " +
+                            std::to_string(DurationToSeconds(timeout)) + " s");
+  }
+  return waiter->result;
+}
+
+Result<InstanceRecord> Executor::Run(std::shared_ptr<const StateMachine> machine, Json input,
+                                     const StartOptions& options, Duration timeout) {
+  SAGAFLOW_ASSIGN_OR_RETURN(InstanceId id, StartInstance(std::move(machine), std::move(input),
+                                                         options));
+  return Await(id, timeout);
+}
+
+Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, const Json& patch,
+                                         Duration timeout) {
+  if (!started_) return FailedPrecondition("executor not started");
+  {
+    std::lock_guard lock(live_mu_);
+    if (live_.count(id)) {
+      return FailedPrecondition("instance " + id.str() + " is running in this engine; " +
+                                std::string(OperationName(op)) +
+                                " applies to finished instances");
+    }
+  }
+  SAGAFLOW_ASSIGN_OR_RETURN(InstanceRecord record, store_.LoadInstance(id));
+  SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<const Flow> flow, FlowForRecord(record));
+  auto live = std::make_shared<Live>();
+  live->flow = flow;
+  live->record = std::move(record);
+  // Decide the first step here, so that a refusal is reported synchronously.
+  TimePoint now = clock_.Now();
+  Result<Step> first = [&]() -> Result<Step> {
+    switch (op) {
+      case Operation::kForward:
+        return interpreter_.Forward(live->record, *flow->machine, patch, now);
+      case Operation::kCompensate:
+        return interpreter_.Compensate(live->record, *flow->machine, patch, now);
+      case Operation::kSkip:
+        return interpreter_.Skip(live->record, *flow->machine, patch, now);
+    }
+    return Internal("unknown operation");
+  }();
+  if (!first.ok()) return first.status();
+  if (first->decision.kind == Decision::Kind::kFinished && first->changed_executions.empty() &&
+      !first->context_changed && live->record.finished()) {
+    // Nothing to do (idempotent repeat); the header may still have changed (trivial compensate).
+    if (live->record.compensation_status != std::nullopt) {
+      SAGAFLOW_RETURN_IF_ERROR(store_.WriteInstance(InstanceWrite{&live->record, {}, false}));
+    }
+    return live->record;
+  }
+  auto step = std::make_shared<Step>(std::move(first).value());
+  live->begin = [step]() -> Result<Step> { return std::move(*step); };
+  auto waiter = std::make_shared<Waiter>();
+  live->waiters.push_back(waiter);
+  {
+    std::lock_guard lock(live_mu_);
+    if (!live_.emplace(id, live).second) {
+      return FailedPrecondition("instance " + id.str() + " is already being operated on");
+    }
+  }
+  Enqueue(Work{live, Event::kBegin});
+  if (options_.workers == 0) SAGAFLOW_RETURN_IF_ERROR(RunUntilIdle());
+  std::unique_lock lock(waiter->mu);
+  if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
+    return DeadlineExceeded("operation " + std::string(OperationName(op)) + " on instance " +
+                            id.str() + " did not finish within " +
+                            std::to_string(DurationToSeconds(timeout)) + " s");
+  }
+  return waiter->result;
+}
+
+std::size_t Executor::live_instances() const {
+  std::lock_guard lock(live_mu_);
+  return live_.size();
+}
+
+void Executor::Enqueue(Work work) {
+  {
+    std::lock_guard lock(ready_mu_);
+    ready_.push_back(std::move(work));
+  }
+  ready_cv_.notify_one();
+}
+
+void Executor::AddTimer(TimePoint due, Work work) {
+  {
+    std::lock_guard lock(timer_mu_);
+    timers_.push(Timer{due, timer_seq_++, std::move(work)});
+  }
+  timer_cv_.notify_one();
+}
+
+std::optional<TimePoint> Executor::ReleaseDueTimers() {
+  std::vector<Work> due;
+  std::optional<TimePoint> next;
+  {
+    std::lock_guard lock(timer_mu_);
+    TimePoint now = clock_.Now();
+    while (!timers_.empty() && timers_.top().due <= now) {
+      due.push_back(timers_.top().work);
+      timers_.pop();
+    }
+    if (!timers_.empty()) next = timers_.top().due;
+  }
+  for (auto& w : due) Enqueue(std::move(w));
+  return next;
+}
+
+void Executor::WorkerLoop(std::stop_token stop) {
+  while (true) {
+    Work work;
+    {
+      std::unique_lock lock(ready_mu_);
+      ready_cv_.wait(lock, [&] { return stop.stop_requested() || !ready_.empty(); });
+      if (stop.stop_requested()) return;
+      work = std::move(ready_.front());
+      ready_.pop_front();
+    }
+    Drive(std::move(work));
+  }
+}
+
+void Executor::TimerLoop(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    std::optional<TimePoint> next = ReleaseDueTimers();
+    std::unique_lock lock(timer_mu_);
+    if (stop.stop_requested()) return;
+    if (!timers_.empty() && timers_.top().due <= clock_.Now()) continue;
+    if (timers_.empty()) {
+      timer_cv_.wait(lock);
+    } else {
+      // The clock may be virtual: wait in real time for the remaining duration, re-checking.
+      Duration left = timers_.top().due - clock_.Now();
+      timer_cv_.wait_for(lock, std::min<Duration>(left, std::chrono::seconds(1)));
+    }
+    (void)next;
+  }
+}
+
+Status Executor::RunUntilIdle() {
+  if (options_.workers != 0) return FailedPrecondition("RunUntilIdle is for manual mode");
+  while (true) {
+    Work work;
+    bool have = false;
+    {
+      std::lock_guard lock(ready_mu_);
+      if (!ready_.empty()) {
+        work = std::move(ready_.front());
+        ready_.pop_front();
+        have = true;
+      }
+    }
+    if (have) {
+      Drive(std::move(work));
+      continue;
+    }
+    std::optional<TimePoint> next = ReleaseDueTimers();
+    {
+      std::lock_guard lock(ready_mu_);
+      if (!ready_.empty()) continue;
+    }
+    if (!next) return Status::Ok();
+    if (options_.virtual_clock) {
+      options_.virtual_clock->AdvanceTo(*next);
+    } else {
+      std::unique_lock lock(timer_mu_);
+      timer_cv_.wait_for(lock, *next - clock_.Now());
+    }
+  }
+}
+
+bool Executor::Persist(Live& live, const Step& step) {
+  live.record.updated_at = clock_.Now();
+  Status s = store_.WriteInstance(
+      InstanceWrite{&live.record, step.changed_executions, step.context_changed});
+  if (s.ok()) {
+    live.write_backoff = Duration::zero();
+    return true;
+  }
+  // Nothing is acted on until it is stored: keep the step and try again after a backoff.
+  live.write_backoff = live.write_backoff == Duration::zero()
+                           ? options_.store_retry_initial
+                           : std::min(live.write_backoff * 2, options_.store_retry_max);
+  live.pending = step;
+  return false;
+}
+
+TaskOutcome Executor::Invoke(Live& live, const TaskFn& fn, int execution) {
+  const StateExecution& e = live.record.executions[static_cast<std::size_t>(execution)];
+  TaskContext ctx(live.record.id, e.state, e.attempts, e.idempotency_key, std::nullopt,
+                  stop_source_.get_token());
+  TaskOutcome out;
+  out.ok = InvokeTask(fn, ctx, e.input, out.result, out.failure);
+  return out;
+}
+
+void Executor::Drive(Work work) {
+  std::shared_ptr<Live> live = std::move(work.live);
+  Live& l = *live;
+  const StateMachine& machine = *l.flow->machine;
+  Step step;
+  switch (work.event) {
+    case Event::kBegin: {
+      Result<Step> first = l.begin();
+      l.begin = nullptr;
+      if (!first.ok()) return Finish(live, first.status());
+      step = std::move(first).value();
+      break;
+    }
+    case Event::kRetryDue: step = interpreter_.OnRetryDue(l.record, machine, clock_.Now()); break;
+    case Event::kResumeWrite:
+      step = std::move(*l.pending);
+      l.pending.reset();
+      break;
+  }
+  while (true) {
+    if (!Persist(l, step)) {
+      if (stop_source_.stop_requested()) return;
+      AddTimer(clock_.Now() + l.write_backoff, Work{live, Event::kResumeWrite});
+      return;
+    }
+    switch (step.decision.kind) {
+      case Decision::Kind::kInvoke: {
+        const StateExecution& e = l.record.executions[static_cast<std::size_t>(
+            step.decision.execution)];
+        const TaskFn* fn = l.flow->tasks[static_cast<std::size_t>(e.state_index)];
+        if (fn == nullptr) fn = registry_.Find(machine.state(e.state_index).service_task().task);
+        if (fn == nullptr) {
+          const auto& task = machine.state(e.state_index).service_task().task;
+          return Finish(live, NotFound("no task is registered for service '" + task.str() +
+                                       "' (state '" + e.state.str() + "')"));
+        }
+        if (stop_source_.stop_requested()) return;  // left RU in the store; recovery resumes
+        TaskOutcome outcome = Invoke(l, *fn, step.decision.execution);
+        step = interpreter_.OnTaskDone(l.record, machine, std::move(outcome), clock_.Now());
+        continue;
+      }
+      case Decision::Kind::kWait:
+        AddTimer(step.decision.wake_at, Work{live, Event::kRetryDue});
+        return;
+      case Decision::Kind::kFinished:
+        return Finish(live, Status::Ok());
+    }
+  }
+}
+
+void Executor::Finish(const std::shared_ptr<Live>& live, Status status) {
+  std::vector<std::shared_ptr<Waiter>> waiters;
+  {
+    std::lock_guard lock(live_mu_);
+    live_.erase(live->record.id);
+    waiters.swap(live->waiters);
+  }
+  if (status.ok() && options_.on_finished) options_.on_finished(live->record);
+  for (auto& w : waiters) {
+    std::lock_guard lock(w->mu);
+    if (status.ok()) {
+      w->result = live->record;
+    } else {
+      w->result = status;
+    }
+    w->done = true;
+    w->cv.notify_all();
+  }
+}
+
+}  // namespace sagaflow::engine

@@ -1,0 +1,129 @@
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <semaphore>
+#include <thread>
+
+#include "commands.h"
+#include "sagaflow/adapters/memory/memory_state_store.h"
+#include "sagaflow/engine/executor.h"
+#include "sagaflow/server/cli.h"
+#include "sagaflow/server/scenario.h"
+
+namespace sagaflow::cli {
+
+int RunBench(const BenchArgs& args, const TaskRegistry& base) {
+  if (args.instances == 0) {
+    std::cerr << "error: --instances must be at least 1\n";
+    return kExitInvalid;
+  }
+  auto flows = LoadFlows(args.flows);
+  if (!flows) return kExitInvalid;
+  auto scenario = server::LoadScenarioFile(args.scenario);
+  if (!scenario.ok()) {
+    std::cerr << args.scenario << ": " << scenario.status().message() << "\n";
+    return kExitInvalid;
+  }
+  auto machine = PickFlow(*flows, scenario->flow);
+  if (!machine) return kExitInvalid;
+
+  // The scenario's mocks, and the binary's own tasks for services the scenario does not mock.
+  TaskRegistry registry;
+  if (Status s = server::DefineErrors(*scenario, registry.errors()); !s.ok()) {
+    std::cerr << args.scenario << ": " << s.message() << "\n";
+    return kExitInvalid;
+  }
+  server::MockSet mocks;
+  if (Status s = mocks.Install(scenario->mocks, registry); !s.ok()) {
+    std::cerr << args.scenario << ": " << s.message() << "\n";
+    return kExitInvalid;
+  }
+  for (const TaskName& name : machine->TaskNames()) {
+    if (registry.Find(name)) continue;
+    if (const TaskFn* fn = base.Find(name)) {
+      registry.add(name.str(), [fn](TaskContext& ctx, const Json& a) { return (*fn)(ctx, a); });
+    }
+  }
+
+  const int threads = args.threads > 0
+                          ? args.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::size_t window = std::max<std::size_t>(1, std::min(args.window, args.instances));
+  std::counting_semaphore<> slots(static_cast<std::ptrdiff_t>(window));
+  std::atomic<std::size_t> done{0};
+  std::array<std::atomic<std::size_t>, 5> by_status{};
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+
+  SystemClock clock;
+  adapters::MemoryStateStore store;
+  engine::Executor executor(
+      engine::ExecutorOptions{
+          .workers = threads,
+          .on_finished =
+              [&](const engine::InstanceRecord& r) {
+                by_status[static_cast<std::size_t>(r.status)].fetch_add(1);
+                slots.release();
+                if (done.fetch_add(1) + 1 == args.instances) {
+                  std::lock_guard lock(done_mu);
+                  done_cv.notify_all();
+                }
+              }},
+      registry, store, clock);
+  if (Status s = executor.AddFlow(machine); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitInvalid;
+  }
+  if (Status s = executor.Start(); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < args.instances; ++i) {
+    slots.acquire();
+    auto id = executor.StartInstance(machine, scenario->input);
+    if (!id.ok()) {
+      std::cerr << "error: starting instance " << i << ": " << id.status().message() << "\n";
+      executor.Stop();
+      return kExitFailure;
+    }
+  }
+  {
+    std::unique_lock lock(done_mu);
+    done_cv.wait(lock, [&] { return done.load() == args.instances; });
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  executor.Stop();
+
+  Json statuses = Json::object();
+  for (auto s : {engine::RunStatus::kRunning, engine::RunStatus::kSucceeded,
+                 engine::RunStatus::kFailed, engine::RunStatus::kUnknown,
+                 engine::RunStatus::kSkipped}) {
+    std::size_t n = by_status[static_cast<std::size_t>(s)].load();
+    if (n) statuses[std::string(engine::RunStatusCode(s))] = n;
+  }
+  std::uint64_t calls = 0;
+  for (const auto& [name, n] : mocks.Calls()) calls += n;
+  Json out = {{"flow", machine->name()},
+              {"store", "memory"},
+              {"instances", args.instances},
+              {"threads", threads},
+              {"window", window},
+              {"seconds", seconds},
+              {"instances_per_s", static_cast<double>(args.instances) / seconds},
+              {"task_calls_per_s", static_cast<double>(calls) / seconds},
+              {"statuses", statuses}};
+  if (args.json) {
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << "flow " << machine->name() << ": " << args.instances << " instances on "
+              << threads << " threads in " << seconds << " s = "
+              << static_cast<long long>(static_cast<double>(args.instances) / seconds)
+              << " instances/s\nstatuses " << statuses.dump() << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace sagaflow::cli
