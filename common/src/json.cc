@@ -26,4 +26,9 @@ Json ToRuntimeJson(const OrderedJson& value) {
   return nullptr;
 }
 
+const Json& SharedJson::Null() {
+  static const Json kNull;
+  return kNull;
+}
+
 }  // namespace sagaflow

@@ -34,9 +34,10 @@ struct Executor::Waiter {
 struct Executor::Live {
   std::shared_ptr<const Flow> flow;
   InstanceRecord record;
-  std::optional<Step> pending;  // computed but not yet stored (the store refused it)
+  // A step computed but not stored yet: the first step of an operation, or one the store
+  // refused.
+  std::optional<Step> pending;
   Duration write_backoff{};
-  std::function<Result<Step>()> begin;  // the first step of a run or an operation
   std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by live_mu_
 };
 
@@ -172,20 +173,15 @@ Result<InstanceId> Executor::StartInstance(std::shared_ptr<const StateMachine> m
   r.context = r.input;
   r.started_at = r.updated_at = clock_.Now();
   r.cursor.current = machine->start();
+  r.executions.reserve(machine->states().size());
   SAGAFLOW_ASSIGN_OR_RETURN(InstanceId stored_id, store_.CreateInstance(r));
   if (stored_id != r.id) return stored_id;  // a repeated start with the same business key
-  Interpreter* interp = &interpreter_;
-  const Clock* clock = &clock_;
-  Live* raw = live.get();
-  live->begin = [interp, clock, raw]() -> Result<Step> {
-    return interp->Start(raw->record, *raw->flow->machine, clock->Now());
-  };
   InstanceId id = r.id;
   {
     std::lock_guard lock(live_mu_);
     live_.emplace(id, live);
   }
-  Enqueue(Work{std::move(live), Event::kBegin});
+  Enqueue(Work{std::move(live), Event::kStart});
   return id;
 }
 
@@ -251,8 +247,7 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
     }
     return live->record;
   }
-  auto step = std::make_shared<Step>(std::move(first).value());
-  live->begin = [step]() -> Result<Step> { return std::move(*step); };
+  live->pending = std::move(first).value();
   auto waiter = std::make_shared<Waiter>();
   live->waiters.push_back(waiter);
   {
@@ -261,7 +256,7 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
       return FailedPrecondition("instance " + id.str() + " is already being operated on");
     }
   }
-  Enqueue(Work{live, Event::kBegin});
+  Enqueue(Work{live, Event::kPending});
   if (options_.workers == 0) SAGAFLOW_RETURN_IF_ERROR(RunUntilIdle());
   std::unique_lock lock(waiter->mu);
   if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
@@ -403,15 +398,9 @@ void Executor::Drive(Work work) {
   const StateMachine& machine = *l.flow->machine;
   Step step;
   switch (work.event) {
-    case Event::kBegin: {
-      Result<Step> first = l.begin();
-      l.begin = nullptr;
-      if (!first.ok()) return Finish(live, first.status());
-      step = std::move(first).value();
-      break;
-    }
+    case Event::kStart: step = interpreter_.Start(l.record, machine, clock_.Now()); break;
     case Event::kRetryDue: step = interpreter_.OnRetryDue(l.record, machine, clock_.Now()); break;
-    case Event::kResumeWrite:
+    case Event::kPending:
       step = std::move(*l.pending);
       l.pending.reset();
       break;
@@ -419,7 +408,7 @@ void Executor::Drive(Work work) {
   while (true) {
     if (!Persist(l, step)) {
       if (stop_source_.stop_requested()) return;
-      AddTimer(clock_.Now() + l.write_backoff, Work{live, Event::kResumeWrite});
+      AddTimer(clock_.Now() + l.write_backoff, Work{live, Event::kPending});
       return;
     }
     switch (step.decision.kind) {

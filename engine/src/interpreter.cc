@@ -144,8 +144,11 @@ class Interpreter::Run {
     for (const StateExecution& prev : r_.executions) {
       if (prev.state_index == s && prev.epoch == e.epoch && prev.retried_for < 0) ++visit;
     }
-    e.idempotency_key = r_.id.str() + ":" + state.name + ":" + std::to_string(e.epoch);
-    if (visit > 0) e.idempotency_key += ":" + std::to_string(visit);
+    std::string& key = e.idempotency_key;
+    key.reserve(r_.id.str().size() + state.name.size() + 16);
+    key.append(r_.id.str()).append(1, ':').append(state.name).append(1, ':');
+    key.append(std::to_string(e.epoch));
+    if (visit > 0) key.append(1, ':').append(std::to_string(visit));
     r_.executions.push_back(std::move(e));
     return static_cast<int>(r_.executions.size()) - 1;
   }
@@ -158,7 +161,7 @@ class Interpreter::Run {
     r_.cursor.active_execution = id;
     r_.cursor.idle_transitions = 0;
     StepHost host(errors_, nullptr, r_, id);
-    EvalEnv env{&r_.context, &host};
+    EvalEnv env{&r_.context.get(), &host};
     Json args = Json::array();
     for (std::size_t i = 0; i < t.input.size(); ++i) {
       auto v = t.input[i].Render(env);
@@ -209,8 +212,7 @@ class Interpreter::Run {
                                 "Output '" + key + "': " + v.status().message()};
           break;
         }
-        r_.context[key] = std::move(v).value();
-        step_.context_changed = true;
+        r_.context.Mutable()[key] = std::move(v).value();
       }
     }
     RunStatus status = DecideStatus(e, t, outcome.ok && !failure ? &outcome.result : nullptr,
@@ -314,7 +316,7 @@ class Interpreter::Run {
   Result<StateIndex> Choose(const State& s) {
     const ChoiceState& c = s.choice();
     StepHost host(errors_, r_.cursor.caught ? &*r_.cursor.caught : nullptr, r_, -1);
-    EvalEnv env{&r_.context, &host};
+    EvalEnv env{&r_.context.get(), &host};
     for (std::size_t i = 0; i < c.choices.size(); ++i) {
       auto holds = c.choices[i].condition.EvaluateCondition(env);
       if (!holds.ok()) {
@@ -412,6 +414,7 @@ class Interpreter::Run {
     c.current = kNoState;
     r_.error = std::move(error);
     r_.ended_at = now_;
+    step_.context_changed = true;
     if (c.compensated_in_run) {
       // Seata: a machine that compensated is not SU; an operator's compensate keeps the
       // status the forward run decided.
@@ -470,10 +473,7 @@ class Interpreter::Run {
     return status;
   }
 
-  void MarkChanged(int id) {
-    auto& v = step_.changed_executions;
-    if (std::find(v.begin(), v.end(), id) == v.end()) v.push_back(id);
-  }
+  void MarkChanged(int id) { step_.changed_executions.Add(id); }
 
   // Starts an operator's operation: a new run over the same record.
   void BeginOperation(const Json& patch) {
@@ -486,7 +486,8 @@ class Interpreter::Run {
     r_.ended_at.reset();
     r_.error.reset();
     if (patch.is_object() && !patch.empty()) {
-      for (auto it = patch.begin(); it != patch.end(); ++it) r_.context[it.key()] = it.value();
+      Json& context = r_.context.Mutable();
+      for (auto it = patch.begin(); it != patch.end(); ++it) context[it.key()] = it.value();
       step_.context_changed = true;
     }
   }
@@ -516,7 +517,7 @@ Step Interpreter::Start(InstanceRecord& record, const StateMachine& machine, Tim
   record.cursor = Cursor{};
   record.cursor.current = machine.start();
   record.started_at = now;
-  if (!record.context.is_object()) record.context = Json::object();
+  if (!record.context.get().is_object()) record.context = Json::object();
   run.Advance();
   return run.Take();
 }

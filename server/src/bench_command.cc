@@ -3,7 +3,6 @@
 #include <condition_variable>
 #include <iostream>
 #include <mutex>
-#include <semaphore>
 #include <thread>
 
 #include "commands.h"
@@ -51,11 +50,27 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
                           ? args.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::size_t window = std::max<std::size_t>(1, std::min(args.window, args.instances));
-  std::counting_semaphore<> slots(static_cast<std::ptrdiff_t>(window));
+  // A closed loop, like `window` clients each starting a new instance when theirs finishes: the
+  // start happens on the executor thread that finished the previous instance.
+  std::atomic<std::size_t> started{0};
   std::atomic<std::size_t> done{0};
   std::array<std::atomic<std::size_t>, 5> by_status{};
-  std::mutex done_mu;
-  std::condition_variable done_cv;
+  std::mutex mu;
+  std::condition_variable cv;
+  Status start_error;  // guarded by mu
+  engine::Executor* exec = nullptr;
+
+  auto start_next = [&]() {
+    std::size_t i = started.fetch_add(1);
+    if (i >= args.instances) return;
+    auto id = exec->StartInstance(machine, scenario->input);
+    if (!id.ok()) {
+      std::lock_guard lock(mu);
+      start_error = Status(id.status().code(), "starting instance " + std::to_string(i) + ": " +
+                                                   id.status().message());
+      cv.notify_all();
+    }
+  };
 
   SystemClock clock;
   adapters::MemoryStateStore store;
@@ -65,13 +80,14 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
           .on_finished =
               [&](const engine::InstanceRecord& r) {
                 by_status[static_cast<std::size_t>(r.status)].fetch_add(1);
-                slots.release();
                 if (done.fetch_add(1) + 1 == args.instances) {
-                  std::lock_guard lock(done_mu);
-                  done_cv.notify_all();
+                  std::lock_guard lock(mu);
+                  cv.notify_all();
                 }
+                start_next();
               }},
       registry, store, clock);
+  exec = &executor;
   if (Status s = executor.AddFlow(machine); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return kExitInvalid;
@@ -81,18 +97,16 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
     return kExitFailure;
   }
   auto t0 = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < args.instances; ++i) {
-    slots.acquire();
-    auto id = executor.StartInstance(machine, scenario->input);
-    if (!id.ok()) {
-      std::cerr << "error: starting instance " << i << ": " << id.status().message() << "\n";
+  for (std::size_t i = 0; i < window; ++i) start_next();
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return done.load() == args.instances || !start_error.ok(); });
+    if (!start_error.ok()) {
+      std::cerr << "error: " << start_error.message() << "\n";
+      lock.unlock();
       executor.Stop();
       return kExitFailure;
     }
-  }
-  {
-    std::unique_lock lock(done_mu);
-    done_cv.wait(lock, [&] { return done.load() == args.instances; });
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   executor.Stop();

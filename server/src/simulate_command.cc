@@ -102,7 +102,7 @@ int RunSimulate(const SimulateArgs& args) {
   out["errorCode"] = first->error_code.empty() ? Json() : Json(first->error_code);
   out["error"] = first->error ? Json{{"type", first->error->type}, {"message", first->error->message}}
                               : Json();
-  out["context"] = first->context;
+  out["context"] = first->context.get();
   out["trace"] = TraceJson(*first, 0, first->executions.size());
   Json operations = Json::array();
   engine::InstanceRecord latest = std::move(first).value();
@@ -132,7 +132,7 @@ int RunSimulate(const SimulateArgs& args) {
     entry["status"] = std::string(engine::RunStatusCode(latest.status));
     entry["compensationStatus"] = NullableStatus(latest.compensation_status);
     entry["errorCode"] = latest.error_code.empty() ? Json() : Json(latest.error_code);
-    entry["context"] = latest.context;
+    entry["context"] = latest.context.get();
     entry["trace"] = TraceJson(latest, first_exec, latest.executions.size());
     operations.push_back(std::move(entry));
   }

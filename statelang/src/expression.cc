@@ -80,8 +80,8 @@ enum class Tok {
   kLParen,
   kRParen,
   kDot,
-  kSafeDot,    // ?.
-  kSelectOpen, // .?[
+  kSafeDot,     // ?.
+  kSelectOpen,  // .?[
   kComma,
   kPlus,
   kMinus,
@@ -190,20 +190,48 @@ class Lexer {
         pos_ += 2;
       } else {
         switch (c) {
-          case '[': t.kind = Tok::kLBracket; break;
-          case ']': t.kind = Tok::kRBracket; break;
-          case '(': t.kind = Tok::kLParen; break;
-          case ')': t.kind = Tok::kRParen; break;
-          case '.': t.kind = Tok::kDot; break;
-          case ',': t.kind = Tok::kComma; break;
-          case '+': t.kind = Tok::kPlus; break;
-          case '-': t.kind = Tok::kMinus; break;
-          case '*': t.kind = Tok::kStar; break;
-          case '/': t.kind = Tok::kSlash; break;
-          case '%': t.kind = Tok::kPercent; break;
-          case '<': t.kind = Tok::kLt; break;
-          case '>': t.kind = Tok::kGt; break;
-          case '!': t.kind = Tok::kBang; break;
+          case '[':
+            t.kind = Tok::kLBracket;
+            break;
+          case ']':
+            t.kind = Tok::kRBracket;
+            break;
+          case '(':
+            t.kind = Tok::kLParen;
+            break;
+          case ')':
+            t.kind = Tok::kRParen;
+            break;
+          case '.':
+            t.kind = Tok::kDot;
+            break;
+          case ',':
+            t.kind = Tok::kComma;
+            break;
+          case '+':
+            t.kind = Tok::kPlus;
+            break;
+          case '-':
+            t.kind = Tok::kMinus;
+            break;
+          case '*':
+            t.kind = Tok::kStar;
+            break;
+          case '/':
+            t.kind = Tok::kSlash;
+            break;
+          case '%':
+            t.kind = Tok::kPercent;
+            break;
+          case '<':
+            t.kind = Tok::kLt;
+            break;
+          case '>':
+            t.kind = Tok::kGt;
+            break;
+          case '!':
+            t.kind = Tok::kBang;
+            break;
           case '=':
             return ErrorAt(t.column, "'=' is assignment, which expressions cannot do; use '=='");
           default:
@@ -301,8 +329,7 @@ class Lexer {
 
 class Parser {
  public:
-  Parser(std::vector<Token> tokens, Program& program)
-      : toks_(std::move(tokens)), prog_(program) {}
+  Parser(std::vector<Token> tokens, Program& program) : toks_(std::move(tokens)), prog_(program) {}
 
   Result<int> ParseAll() {
     SAGAFLOW_ASSIGN_OR_RETURN(int root, ParseOr());
@@ -320,33 +347,60 @@ class Parser {
 
   static std::string Describe(const Token& t) {
     switch (t.kind) {
-      case Tok::kEnd: return "the end of the expression";
-      case Tok::kNumber: return "number " + t.number.dump();
-      case Tok::kString: return "string '" + t.text + "'";
-      case Tok::kIdent: return "'" + t.text + "'";
-      case Tok::kHashVar: return "'#" + t.text + "'";
-      case Tok::kLBracket: return "'['";
-      case Tok::kRBracket: return "']'";
-      case Tok::kLParen: return "'('";
-      case Tok::kRParen: return "')'";
-      case Tok::kDot: return "'.'";
-      case Tok::kSafeDot: return "'?.'";
-      case Tok::kSelectOpen: return "'.?['";
-      case Tok::kComma: return "','";
-      case Tok::kPlus: return "'+'";
-      case Tok::kMinus: return "'-'";
-      case Tok::kStar: return "'*'";
-      case Tok::kSlash: return "'/'";
-      case Tok::kPercent: return "'%'";
-      case Tok::kEqEq: return "'=='";
-      case Tok::kNe: return "'!='";
-      case Tok::kLt: return "'<'";
-      case Tok::kLe: return "'<='";
-      case Tok::kGt: return "'>'";
-      case Tok::kGe: return "'>='";
-      case Tok::kAndAnd: return "'&&'";
-      case Tok::kOrOr: return "'||'";
-      case Tok::kBang: return "'!'";
+      case Tok::kEnd:
+        return "the end of the expression";
+      case Tok::kNumber:
+        return "number " + t.number.dump();
+      case Tok::kString:
+        return "string '" + t.text + "'";
+      case Tok::kIdent:
+        return "'" + t.text + "'";
+      case Tok::kHashVar:
+        return "'#" + t.text + "'";
+      case Tok::kLBracket:
+        return "'['";
+      case Tok::kRBracket:
+        return "']'";
+      case Tok::kLParen:
+        return "'('";
+      case Tok::kRParen:
+        return "')'";
+      case Tok::kDot:
+        return "'.'";
+      case Tok::kSafeDot:
+        return "'?.'";
+      case Tok::kSelectOpen:
+        return "'.?['";
+      case Tok::kComma:
+        return "','";
+      case Tok::kPlus:
+        return "'+'";
+      case Tok::kMinus:
+        return "'-'";
+      case Tok::kStar:
+        return "'*'";
+      case Tok::kSlash:
+        return "'/'";
+      case Tok::kPercent:
+        return "'%'";
+      case Tok::kEqEq:
+        return "'=='";
+      case Tok::kNe:
+        return "'!='";
+      case Tok::kLt:
+        return "'<'";
+      case Tok::kLe:
+        return "'<='";
+      case Tok::kGt:
+        return "'>'";
+      case Tok::kGe:
+        return "'>='";
+      case Tok::kAndAnd:
+        return "'&&'";
+      case Tok::kOrOr:
+        return "'||'";
+      case Tok::kBang:
+        return "'!'";
     }
     return "a token";
   }
@@ -396,13 +450,20 @@ class Parser {
 
   std::optional<Op> PeekRelational() const {
     switch (Peek().kind) {
-      case Tok::kEqEq: return Op::kEq;
-      case Tok::kNe: return Op::kNe;
-      case Tok::kLt: return Op::kLt;
-      case Tok::kLe: return Op::kLe;
-      case Tok::kGt: return Op::kGt;
-      case Tok::kGe: return Op::kGe;
-      default: break;
+      case Tok::kEqEq:
+        return Op::kEq;
+      case Tok::kNe:
+        return Op::kNe;
+      case Tok::kLt:
+        return Op::kLt;
+      case Tok::kLe:
+        return Op::kLe;
+      case Tok::kGt:
+        return Op::kGt;
+      case Tok::kGe:
+        return Op::kGe;
+      default:
+        break;
     }
     if (PeekWord("eq")) return Op::kEq;
     if (PeekWord("ne")) return Op::kNe;
@@ -421,8 +482,7 @@ class Parser {
       SAGAFLOW_ASSIGN_OR_RETURN(int rhs, ParseAdditive());
       lhs = AddBinary(*op, col, lhs, rhs);
       if (PeekRelational()) {
-        return ErrorAt(Peek().column,
-                       "comparisons cannot be chained; combine them with && or ||");
+        return ErrorAt(Peek().column, "comparisons cannot be chained; combine them with && or ||");
       }
     }
     return lhs;
@@ -566,8 +626,8 @@ class Parser {
   }
 
   static bool IsOperatorWord(std::string_view w) {
-    for (std::string_view k : {"and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge", "div",
-                               "mod"}) {
+    for (std::string_view k :
+         {"and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge", "div", "mod"}) {
       if (EqualsIgnoreCase(w, k)) return true;
     }
     return false;
@@ -703,15 +763,23 @@ class Value {
 
 std::string TypeName(const Json& j) {
   switch (j.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::object: return "a map";
-    case Json::value_t::array: return "a list";
-    case Json::value_t::string: return "a string";
-    case Json::value_t::boolean: return "a boolean";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::object:
+      return "a map";
+    case Json::value_t::array:
+      return "a list";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::boolean:
+      return "a boolean";
     case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned: return "an integer";
-    case Json::value_t::number_float: return "a number";
-    default: return "a value";
+    case Json::value_t::number_unsigned:
+      return "an integer";
+    case Json::value_t::number_float:
+      return "a number";
+    default:
+      return "a value";
   }
 }
 
@@ -761,30 +829,38 @@ class Evaluator {
     root_ = env.root ? env.root : &NullJson();
   }
 
-  Result<Value> Eval(int idx, const Json& context) {
+  Value Eval(int idx, const Json& context) {
     const Node& n = p_.nodes[idx];
     switch (n.op) {
-      case Op::kLiteral: return Value::Ref(n.value);
-      case Op::kRoot: return Value::Ref(*root_);
+      case Op::kLiteral:
+        return Value::Ref(n.value);
+      case Op::kRoot:
+        return Value::Ref(*root_);
       case Op::kThis:
-      case Op::kContext: return Value::Ref(context);
+      case Op::kContext:
+        return Value::Ref(context);
       case Op::kProperty: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value target, Eval(n.lhs, context));
+        Value target = Eval(n.lhs, context);
+        if (error_) return Value();
         return Member(n, std::move(target), n.name);
       }
       case Op::kKeyIndex: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value target, Eval(n.lhs, context));
+        Value target = Eval(n.lhs, context);
+        if (error_) return Value();
         return Member(n, std::move(target), n.name);
       }
       case Op::kIndex: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value target, Eval(n.lhs, context));
+        Value target = Eval(n.lhs, context);
+        if (error_) return Value();
         // The index expression sees the same active context as its surroundings.
-        SAGAFLOW_ASSIGN_OR_RETURN(Value index, Eval(n.rhs, context));
+        Value index = Eval(n.rhs, context);
+        if (error_) return Value();
         return Index(n, std::move(target), index.get());
       }
       case Op::kSize:
       case Op::kIsEmpty: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value target, Eval(n.lhs, context));
+        Value target = Eval(n.lhs, context);
+        if (error_) return Value();
         const Json& t = target.get();
         std::size_t size;
         if (t.is_array() || t.is_object()) {
@@ -794,19 +870,21 @@ class Evaluator {
         } else if (t.is_null() && n.null_safe) {
           return Value();
         } else {
-          return Fail(n, std::string("cannot call ") + (n.op == Op::kSize ? "size()" : "isEmpty()") +
-                             " on " + TypeName(t));
+          return Fail(n, std::string("cannot call ") +
+                             (n.op == Op::kSize ? "size()" : "isEmpty()") + " on " + TypeName(t));
         }
         if (n.op == Op::kSize) return Value::Own(static_cast<std::int64_t>(size));
         return Value::Own(size == 0);
       }
       case Op::kSelect: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value target, Eval(n.lhs, context));
+        Value target = Eval(n.lhs, context);
+        if (error_) return Value();
         const Json& t = target.get();
         if (!t.is_array()) return Fail(n, "selection .?[...] needs a list, found " + TypeName(t));
         Json out = Json::array();
         for (const Json& element : t) {
-          SAGAFLOW_ASSIGN_OR_RETURN(Value keep, Eval(n.rhs, element));
+          Value keep = Eval(n.rhs, element);
+          if (error_) return Value();
           const Json& k = keep.get();
           if (k.is_boolean()) {
             if (k.get<bool>()) out.push_back(element);
@@ -818,11 +896,13 @@ class Evaluator {
         return Value::Own(std::move(out));
       }
       case Op::kNot: {
-        SAGAFLOW_ASSIGN_OR_RETURN(bool b, Condition(n.lhs, context));
+        bool b = Condition(n.lhs, context);
+        if (error_) return Value();
         return Value::Own(!b);
       }
       case Op::kNeg: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value v, Eval(n.lhs, context));
+        Value v = Eval(n.lhs, context);
+        if (error_) return Value();
         const Json& j = v.get();
         if (j.is_number_float()) return Value::Own(-j.get<double>());
         if (j.is_number_integer()) {
@@ -833,21 +913,27 @@ class Evaluator {
         return Fail(n, "cannot negate " + TypeName(j));
       }
       case Op::kAnd: {
-        SAGAFLOW_ASSIGN_OR_RETURN(bool l, Condition(n.lhs, context));
+        bool l = Condition(n.lhs, context);
+        if (error_) return Value();
         if (!l) return Value::Own(false);
-        SAGAFLOW_ASSIGN_OR_RETURN(bool r, Condition(n.rhs, context));
+        bool r = Condition(n.rhs, context);
+        if (error_) return Value();
         return Value::Own(r);
       }
       case Op::kOr: {
-        SAGAFLOW_ASSIGN_OR_RETURN(bool l, Condition(n.lhs, context));
+        bool l = Condition(n.lhs, context);
+        if (error_) return Value();
         if (l) return Value::Own(true);
-        SAGAFLOW_ASSIGN_OR_RETURN(bool r, Condition(n.rhs, context));
+        bool r = Condition(n.rhs, context);
+        if (error_) return Value();
         return Value::Own(r);
       }
       case Op::kEq:
       case Op::kNe: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value l, Eval(n.lhs, context));
-        SAGAFLOW_ASSIGN_OR_RETURN(Value r, Eval(n.rhs, context));
+        Value l = Eval(n.lhs, context);
+        if (error_) return Value();
+        Value r = Eval(n.rhs, context);
+        if (error_) return Value();
         bool eq = ValuesEqual(l.get(), r.get());
         return Value::Own(n.op == Op::kEq ? eq : !eq);
       }
@@ -855,9 +941,12 @@ class Evaluator {
       case Op::kLe:
       case Op::kGt:
       case Op::kGe: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value l, Eval(n.lhs, context));
-        SAGAFLOW_ASSIGN_OR_RETURN(Value r, Eval(n.rhs, context));
-        SAGAFLOW_ASSIGN_OR_RETURN(int c, Compare(n, l.get(), r.get()));
+        Value l = Eval(n.lhs, context);
+        if (error_) return Value();
+        Value r = Eval(n.rhs, context);
+        if (error_) return Value();
+        int c = Compare(n, l.get(), r.get());
+        if (error_) return Value();
         bool out = n.op == Op::kLt   ? c < 0
                    : n.op == Op::kLe ? c <= 0
                    : n.op == Op::kGt ? c > 0
@@ -869,32 +958,41 @@ class Evaluator {
       case Op::kMul:
       case Op::kDiv:
       case Op::kMod: {
-        SAGAFLOW_ASSIGN_OR_RETURN(Value l, Eval(n.lhs, context));
-        SAGAFLOW_ASSIGN_OR_RETURN(Value r, Eval(n.rhs, context));
+        Value l = Eval(n.lhs, context);
+        if (error_) return Value();
+        Value r = Eval(n.rhs, context);
+        if (error_) return Value();
         return Arithmetic(n, l.get(), r.get());
       }
     }
     return Fail(n, "unknown node");
   }
 
-  Result<bool> Condition(int idx, const Json& context) {
-    SAGAFLOW_ASSIGN_OR_RETURN(Value v, Eval(idx, context));
+  // false (with error() set) when the value is neither a boolean nor null.
+  bool Condition(int idx, const Json& context) {
+    Value v = Eval(idx, context);
+    if (error_) return false;
     const Json& j = v.get();
     if (j.is_boolean()) return j.get<bool>();
     if (j.is_null()) return false;
-    return Fail(p_.nodes[idx], "expected true or false, found " + TypeName(j));
+    Fail(p_.nodes[idx], "expected true or false, found " + TypeName(j));
+    return false;
   }
+
+  // The first evaluation error, if any; once set, evaluation unwinds returning null.
+  const std::optional<Status>& error() const { return error_; }
 
   const Json& root() const { return *root_; }
 
  private:
-  static Status Fail(const Node& n, std::string message) {
-    return ErrorAt(n.column, std::move(message));
+  Value Fail(const Node& n, std::string message) {
+    if (!error_) error_ = ErrorAt(n.column, std::move(message));
+    return Value();
   }
 
   // A missing key on a map is null (as SpEL's map access is); a property of null is an error
   // unless reached with `?.`.
-  Result<Value> Member(const Node& n, Value target, const std::string& name) {
+  Value Member(const Node& n, Value target, const std::string& name) {
     const Json& t = target.get();
     if (t.is_object()) {
       auto it = t.find(name);
@@ -908,7 +1006,7 @@ class Evaluator {
     return Fail(n, "cannot read '" + name + "' of " + TypeName(t));
   }
 
-  Result<Value> Index(const Node& n, Value target, const Json& index) {
+  Value Index(const Node& n, Value target, const Json& index) {
     const Json& t = target.get();
     if (t.is_array()) {
       if (!index.is_number_integer()) {
@@ -956,7 +1054,7 @@ class Evaluator {
 
   // Orders numbers numerically and strings lexicographically; null sorts before everything (as
   // SpEL's standard comparator does).
-  Result<int> Compare(const Node& n, const Json& a, const Json& b) {
+  int Compare(const Node& n, const Json& a, const Json& b) {
     if (a.is_null() || b.is_null()) {
       if (a.is_null() && b.is_null()) return 0;
       return a.is_null() ? -1 : 1;
@@ -977,7 +1075,8 @@ class Evaluator {
     if (a.is_boolean() && b.is_boolean()) {
       return static_cast<int>(a.get<bool>()) - static_cast<int>(b.get<bool>());
     }
-    return Fail(n, "cannot compare " + TypeName(a) + " with " + TypeName(b));
+    Fail(n, "cannot compare " + TypeName(a) + " with " + TypeName(b));
+    return 0;
   }
 
   static std::string ToText(const Json& j) {
@@ -985,7 +1084,7 @@ class Evaluator {
     return j.dump();
   }
 
-  Result<Value> Arithmetic(const Node& n, const Json& a, const Json& b) {
+  Value Arithmetic(const Node& n, const Json& a, const Json& b) {
     if (n.op == Op::kAdd && (a.is_string() || b.is_string())) {
       return Value::Own(ToText(a) + ToText(b));
     }
@@ -1001,9 +1100,15 @@ class Evaluator {
       std::int64_t x = a.get<std::int64_t>(), y = b.get<std::int64_t>(), r = 0;
       bool overflow = false;
       switch (n.op) {
-        case Op::kAdd: overflow = __builtin_add_overflow(x, y, &r); break;
-        case Op::kSub: overflow = __builtin_sub_overflow(x, y, &r); break;
-        case Op::kMul: overflow = __builtin_mul_overflow(x, y, &r); break;
+        case Op::kAdd:
+          overflow = __builtin_add_overflow(x, y, &r);
+          break;
+        case Op::kSub:
+          overflow = __builtin_sub_overflow(x, y, &r);
+          break;
+        case Op::kMul:
+          overflow = __builtin_mul_overflow(x, y, &r);
+          break;
         case Op::kDiv:
         case Op::kMod:
           if (y == 0) return Fail(n, "division by zero");
@@ -1013,15 +1118,22 @@ class Evaluator {
             r = n.op == Op::kDiv ? x / y : x % y;
           }
           break;
-        default: break;
+        default:
+          break;
       }
       if (!overflow) return Value::Own(r);
     }
     double x = AsDouble(a), y = AsDouble(b), r = 0;
     switch (n.op) {
-      case Op::kAdd: r = x + y; break;
-      case Op::kSub: r = x - y; break;
-      case Op::kMul: r = x * y; break;
+      case Op::kAdd:
+        r = x + y;
+        break;
+      case Op::kSub:
+        r = x - y;
+        break;
+      case Op::kMul:
+        r = x * y;
+        break;
       case Op::kDiv:
         if (y == 0) return Fail(n, "division by zero");
         r = x / y;
@@ -1030,7 +1142,8 @@ class Evaluator {
         if (y == 0) return Fail(n, "division by zero");
         r = std::fmod(x, y);
         break;
-      default: break;
+      default:
+        break;
     }
     if (!std::isfinite(r)) return Fail(n, "the result is not a finite number");
     return Value::Own(r);
@@ -1038,6 +1151,7 @@ class Evaluator {
 
   const Program& p_;
   const Json* root_;
+  std::optional<Status> error_;
 };
 
 }  // namespace
@@ -1111,8 +1225,8 @@ Result<Expression> Expression::CompileDollar(std::string_view text) {
     std::string_view rest = text.substr(kSequence.size());
     auto bar = rest.find('|');
     std::string_view entity = rest.substr(0, bar);
-    std::string_view rule = bar == std::string_view::npos ? std::string_view("SIMPLE")
-                                                          : rest.substr(bar + 1);
+    std::string_view rule =
+        bar == std::string_view::npos ? std::string_view("SIMPLE") : rest.substr(bar + 1);
     if (entity.empty()) {
       return ErrorAt(static_cast<int>(kSequence.size()) + 1,
                      "$Sequence. needs an entity name, as in $Sequence.BUSINESS_KEY|SIMPLE");
@@ -1156,7 +1270,8 @@ Result<Json> Expression::Evaluate(const EvalEnv& env) const {
       break;
   }
   Evaluator evaluator(p, env);
-  SAGAFLOW_ASSIGN_OR_RETURN(Value v, evaluator.Eval(p.root, evaluator.root()));
+  Value v = evaluator.Eval(p.root, evaluator.root());
+  if (evaluator.error()) return *evaluator.error();
   return std::move(v).Take();
 }
 
@@ -1168,12 +1283,12 @@ Result<bool> Expression::EvaluateCondition(const EvalEnv& env) const {
   }
   if (p.form == Form::kSequence) return InvalidArgument("a $Sequence value is not a condition");
   Evaluator evaluator(p, env);
-  return evaluator.Condition(p.root, evaluator.root());
+  bool holds = evaluator.Condition(p.root, evaluator.root());
+  if (evaluator.error()) return *evaluator.error();
+  return holds;
 }
 
-Expression::Form Expression::form() const {
-  return program_ ? program_->form : Form::kSpel;
-}
+Expression::Form Expression::form() const { return program_ ? program_->form : Form::kSpel; }
 
 const std::string& Expression::source() const {
   static const std::string kEmpty;

@@ -79,9 +79,31 @@ Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
   dst.ended_at = src.ended_at;
   dst.cursor = src.cursor;
   if (write.context_changed) dst.context = src.context;
-  if (dst.executions.size() < src.executions.size()) dst.executions.resize(src.executions.size());
+  const std::size_t known = dst.executions.size();
+  if (known < src.executions.size()) {
+    if (dst.executions.capacity() < src.executions.capacity()) {
+      dst.executions.reserve(src.executions.capacity());
+    }
+    dst.executions.resize(src.executions.size());
+  }
   for (int id : write.executions) {
-    dst.executions[static_cast<std::size_t>(id)] = src.executions[static_cast<std::size_t>(id)];
+    const auto i = static_cast<std::size_t>(id);
+    const engine::StateExecution& from = src.executions[i];
+    engine::StateExecution& to = dst.executions[i];
+    if (i >= known) {
+      to = from;
+      continue;
+    }
+    // An execution's identity and input never change once written: copy what progresses.
+    to.attempts = from.attempts;
+    to.status = from.status;
+    to.compensation_status = from.compensation_status;
+    to.superseded = from.superseded;
+    to.retry_counts = from.retry_counts;
+    to.retry_at = from.retry_at;
+    to.output = from.output;
+    to.error = from.error;
+    to.ended_at = from.ended_at;
   }
   return Status::Ok();
 }

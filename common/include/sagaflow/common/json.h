@@ -1,6 +1,10 @@
 #pragma once
 
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <ostream>
+#include <string>
+#include <utility>
 
 namespace sagaflow {
 
@@ -13,5 +17,48 @@ using OrderedJson = nlohmann::ordered_json;
 
 // Converts a definition value into a runtime value (key order is dropped).
 Json ToRuntimeJson(const OrderedJson& value);
+
+// A JSON value shared by reference, copied on write: copying a SharedJson does not copy the
+// value; Mutable() copies it first if anyone else shares it. Used for values that several owners
+// read (an execution's arguments and result, an instance's input and context), so that a store
+// keeping its own copy of a record does not deep-copy them.
+//
+// Thread-safe to copy and read. Mutable() must not race with reads of the same SharedJson
+// object (other copies are unaffected: they keep the old value).
+class SharedJson {
+ public:
+  SharedJson() = default;  // null
+  SharedJson(Json value)   // NOLINT(google-explicit-constructor): a value becomes shared
+      : value_(value.is_null() ? nullptr : std::make_shared<Json>(std::move(value))) {}
+
+  // The value for writing, unshared first when other copies refer to it.
+  Json& Mutable() {
+    if (!value_) {
+      value_ = std::make_shared<Json>();
+    } else if (value_.use_count() > 1) {
+      value_ = std::make_shared<Json>(*value_);
+    }
+    return *value_;
+  }
+
+  const Json& get() const { return value_ ? *value_ : Null(); }
+  operator const Json&() const { return get(); }  // NOLINT(google-explicit-constructor)
+  const Json& operator*() const { return get(); }
+  const Json* operator->() const { return &get(); }
+  template <typename Key>
+  const Json& operator[](Key&& key) const {
+    return get()[std::forward<Key>(key)];
+  }
+  bool is_null() const { return get().is_null(); }
+  std::string dump() const { return get().dump(); }
+
+  friend bool operator==(const SharedJson& a, const SharedJson& b) { return a.get() == b.get(); }
+  friend bool operator==(const SharedJson& a, const Json& b) { return a.get() == b; }
+  friend std::ostream& operator<<(std::ostream& out, const SharedJson& v) { return out << v.get(); }
+
+ private:
+  static const Json& Null();
+  std::shared_ptr<Json> value_;
+};
 
 }  // namespace sagaflow

@@ -99,7 +99,11 @@ class Executor {
   struct Flow;
   struct Live;
   struct Waiter;
-  enum class Event { kBegin, kRetryDue, kResumeWrite };
+  enum class Event {
+    kStart,     // begin a new instance's run
+    kRetryDue,  // a retry's backoff is over
+    kPending,   // act on Live::pending (an operation's first step, or a write to retry)
+  };
   struct Work {
     std::shared_ptr<Live> live;
     Event event;

@@ -28,7 +28,9 @@ struct Decision {
 // durable before it acts on the decision. Every Step is a persistence point.
 struct Step {
   Decision decision;
-  std::vector<int> changed_executions;
+  ExecutionIds changed_executions;
+  // The context must be written: the run or operation ended, or an operation changed it (see
+  // InstanceWrite for why a step's Output alone does not set it).
   bool context_changed = false;
 };
 

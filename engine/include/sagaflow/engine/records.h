@@ -1,5 +1,7 @@
 #pragma once
 
+#include <array>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +20,45 @@ enum class RunStatus { kRunning, kSucceeded, kFailed, kUnknown, kSkipped };  // 
 
 std::string_view RunStatusCode(RunStatus s);
 std::optional<RunStatus> ParseRunStatus(std::string_view code);
+
+// A small set of execution ids (a step changes two or three), kept inline so that recording
+// what changed costs no allocation. Iterates in insertion order.
+class ExecutionIds {
+ public:
+  using value_type = int;
+  using const_iterator = const int*;
+  using iterator = const int*;
+  using size_type = std::size_t;
+
+  ExecutionIds() = default;
+  ExecutionIds(std::initializer_list<int> ids) {
+    for (int id : ids) Add(id);
+  }
+
+  // Adds `id` unless it is already there.
+  void Add(int id) {
+    for (int x : *this) {
+      if (x == id) return;
+    }
+    if (!heap_.empty() || size_ == kInline) {
+      if (heap_.empty()) heap_.assign(inline_.begin(), inline_.end());
+      heap_.push_back(id);
+    } else {
+      inline_[size_] = id;
+    }
+    ++size_;
+  }
+  const int* begin() const { return heap_.empty() ? inline_.data() : heap_.data(); }
+  const int* end() const { return begin() + size_; }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  static constexpr std::size_t kInline = 6;
+  std::array<int, kInline> inline_{};
+  std::size_t size_ = 0;
+  std::vector<int> heap_;  // all ids, once there are more than kInline
+};
 
 enum class ExecutionKind { kForward, kCompensation };
 std::string_view ExecutionKindName(ExecutionKind k);
@@ -42,8 +83,8 @@ struct StateExecution {
   std::vector<int> retry_counts;  // retries used, per Retry rule of the state
   std::optional<TimePoint> retry_at;  // set while waiting in backoff
   std::string idempotency_key;
-  Json input;   // the argument list
-  Json output;  // the task's result (null until it returned)
+  SharedJson input;   // the argument list
+  SharedJson output;  // the task's result (null until it returned)
   std::optional<TaskFailure> error;
   TimePoint started_at{};
   std::optional<TimePoint> ended_at;
@@ -76,8 +117,8 @@ struct InstanceRecord {
   std::string business_key;  // "" when none
   RunStatus status = RunStatus::kRunning;
   std::optional<RunStatus> compensation_status;
-  Json input;    // as started
-  Json context;  // current
+  SharedJson input;    // as started
+  SharedJson context;  // current (shares the input until the first change)
   std::optional<TaskFailure> error;  // the error that ended the latest run, if any
   std::string error_code;            // of the Fail state reached, if any
   std::string error_message;

@@ -19,9 +19,19 @@ struct DefinitionRecord {
 };
 
 // What changed in an instance since its last write.
+//
+// The header fields and cursor are always written. An execution's identity (state, kind,
+// compensates, retried_for, epoch, idempotency key, for_update) and its input are fixed by the
+// first write that lists it; later writes change only its progress (attempts, status,
+// compensation status, superseded, retry counts and time, output, error, end time).
+//
+// The context is written when a run or an operation ends and when an operation changes it;
+// in between, it is the stored context plus the Output of each execution after
+// cursor.run_first_execution, which the stored outputs make derivable. This keeps a step's
+// write independent of the size of the context.
 struct InstanceWrite {
   const InstanceRecord* record = nullptr;
-  std::vector<int> executions;  // ids of executions created or changed
+  ExecutionIds executions;  // ids of executions created or changed
   bool context_changed = false;
 };
 
