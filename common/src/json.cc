@@ -2,6 +2,40 @@
 
 namespace sagaflow {
 
+namespace {
+struct TooDeep {};
+}  // namespace
+
+Result<Json> ParseJson(std::string_view text, std::size_t max_depth) {
+  try {
+    std::size_t depth = 0;
+    Json doc = Json::parse(
+        text.begin(), text.end(),
+        [&depth, max_depth](int, Json::parse_event_t event, Json&) {
+          if (event == Json::parse_event_t::object_start ||
+              event == Json::parse_event_t::array_start) {
+            if (++depth > max_depth) throw TooDeep{};
+          } else if (event == Json::parse_event_t::object_end ||
+                     event == Json::parse_event_t::array_end) {
+            --depth;
+          }
+          return true;
+        },
+        /*allow_exceptions=*/true, /*ignore_comments=*/true);
+    return doc;
+  } catch (const TooDeep&) {
+    return InvalidArgument("the document is nested deeper than " + std::to_string(max_depth) +
+                           " levels");
+  } catch (const Json::parse_error& e) {
+    std::string what = e.what();
+    auto bracket = what.find("] ");
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    return InvalidArgument("invalid JSON: " + what);
+  } catch (const Json::exception& e) {
+    return InvalidArgument(std::string("invalid JSON: ") + e.what());
+  }
+}
+
 Json ToRuntimeJson(const OrderedJson& value) {
   switch (value.type()) {
     case OrderedJson::value_t::object: {

@@ -38,7 +38,7 @@ struct Executor::Live {
   // refused.
   std::optional<Step> pending;
   Duration write_backoff{};
-  std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by live_mu_
+  std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by the shard's mutex
 };
 
 Executor::Executor(ExecutorOptions options, const TaskRegistry& registry, StateStore& store,
@@ -79,9 +79,9 @@ void Executor::Stop() noexcept {
   threads_.clear();  // joins
   // Wake whoever still waits: their instances stay RU in the store.
   std::vector<std::shared_ptr<Waiter>> waiters;
-  {
-    std::lock_guard lock(live_mu_);
-    for (auto& [id, live] : live_) {
+  for (LiveShard& shard : live_) {
+    std::lock_guard lock(shard.mu);
+    for (auto& [id, live] : shard.instances) {
       for (auto& w : live->waiters) waiters.push_back(w);
       live->waiters.clear();
     }
@@ -94,7 +94,11 @@ void Executor::Stop() noexcept {
   }
 }
 
-Status Executor::AddFlow(std::shared_ptr<const StateMachine> machine) {
+Executor::LiveShard& Executor::ShardFor(const InstanceId& id) {
+  return live_[std::hash<InstanceId>{}(id) % kLiveShards];
+}
+
+Status Executor::AddFlow(const std::shared_ptr<const StateMachine>& machine) {
   auto flow = FlowFor(machine);
   return flow.ok() ? Status::Ok() : flow.status();
 }
@@ -102,11 +106,18 @@ Status Executor::AddFlow(std::shared_ptr<const StateMachine> machine) {
 Result<std::shared_ptr<const Executor::Flow>> Executor::FlowFor(
     const std::shared_ptr<const StateMachine>& machine) {
   if (!machine) return InvalidArgument("no flow given");
-  std::string key = machine->name() + "\n" + machine->content_hash();
+  std::string key;
   {
     std::lock_guard lock(flows_mu_);
+    auto known = flows_by_machine_.find(machine.get());
+    if (known != flows_by_machine_.end()) return known->second;
+    key = machine->name() + "\n" + machine->content_hash();
     auto it = flows_.find(key);
-    if (it != flows_.end()) return it->second;
+    if (it != flows_.end()) {
+      // The same definition compiled again: keep using the first compilation.
+      flows_by_machine_.emplace(machine.get(), it->second);
+      return it->second;
+    }
   }
   auto flow = std::make_shared<Flow>();
   flow->machine = machine;
@@ -132,6 +143,7 @@ Result<std::shared_ptr<const Executor::Flow>> Executor::FlowFor(
       clock_.Now()}));
   std::lock_guard lock(flows_mu_);
   auto [it, inserted] = flows_.emplace(key, flow);
+  flows_by_machine_.emplace(machine.get(), it->second);
   return it->second;
 }
 
@@ -151,8 +163,8 @@ Result<std::shared_ptr<const Executor::Flow>> Executor::FlowForRecord(const Inst
   return FlowFor(loaded.machine);
 }
 
-Result<InstanceId> Executor::StartInstance(std::shared_ptr<const StateMachine> machine, Json input,
-                                           const StartOptions& options) {
+Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMachine>& machine,
+                                           Json input, const StartOptions& options) {
   if (!started_) return FailedPrecondition("executor not started");
   if (stop_source_.stop_requested()) return Cancelled("executor is stopping");
   if (input.is_null()) input = Json::object();
@@ -178,8 +190,9 @@ Result<InstanceId> Executor::StartInstance(std::shared_ptr<const StateMachine> m
   if (stored_id != r.id) return stored_id;  // a repeated start with the same business key
   InstanceId id = r.id;
   {
-    std::lock_guard lock(live_mu_);
-    live_.emplace(id, live);
+    LiveShard& shard = ShardFor(id);
+    std::lock_guard lock(shard.mu);
+    shard.instances.emplace(id, live);
   }
   Enqueue(Work{std::move(live), Event::kStart});
   return id;
@@ -188,9 +201,10 @@ Result<InstanceId> Executor::StartInstance(std::shared_ptr<const StateMachine> m
 Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
   auto waiter = std::make_shared<Waiter>();
   {
-    std::lock_guard lock(live_mu_);
-    auto it = live_.find(id);
-    if (it == live_.end()) return store_.LoadInstance(id);
+    LiveShard& shard = ShardFor(id);
+    std::lock_guard lock(shard.mu);
+    auto it = shard.instances.find(id);
+    if (it == shard.instances.end()) return store_.LoadInstance(id);
     it->second->waiters.push_back(waiter);
   }
   if (options_.workers == 0) SAGAFLOW_RETURN_IF_ERROR(RunUntilIdle());
@@ -202,10 +216,9 @@ Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
   return waiter->result;
 }
 
-Result<InstanceRecord> Executor::Run(std::shared_ptr<const StateMachine> machine, Json input,
-                                     const StartOptions& options, Duration timeout) {
-  SAGAFLOW_ASSIGN_OR_RETURN(InstanceId id, StartInstance(std::move(machine), std::move(input),
-                                                         options));
+Result<InstanceRecord> Executor::Run(const std::shared_ptr<const StateMachine>& machine,
+                                     Json input, const StartOptions& options, Duration timeout) {
+  SAGAFLOW_ASSIGN_OR_RETURN(InstanceId id, StartInstance(machine, std::move(input), options));
   return Await(id, timeout);
 }
 
@@ -213,8 +226,9 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
                                          Duration timeout) {
   if (!started_) return FailedPrecondition("executor not started");
   {
-    std::lock_guard lock(live_mu_);
-    if (live_.count(id)) {
+    LiveShard& shard = ShardFor(id);
+    std::lock_guard lock(shard.mu);
+    if (shard.instances.count(id)) {
       return FailedPrecondition("instance " + id.str() + " is running in this engine; " +
                                 std::string(OperationName(op)) +
                                 " applies to finished instances");
@@ -251,8 +265,9 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
   auto waiter = std::make_shared<Waiter>();
   live->waiters.push_back(waiter);
   {
-    std::lock_guard lock(live_mu_);
-    if (!live_.emplace(id, live).second) {
+    LiveShard& shard = ShardFor(id);
+    std::lock_guard lock(shard.mu);
+    if (!shard.instances.emplace(id, live).second) {
       return FailedPrecondition("instance " + id.str() + " is already being operated on");
     }
   }
@@ -268,8 +283,12 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
 }
 
 std::size_t Executor::live_instances() const {
-  std::lock_guard lock(live_mu_);
-  return live_.size();
+  std::size_t n = 0;
+  for (const LiveShard& shard : live_) {
+    std::lock_guard lock(shard.mu);
+    n += shard.instances.size();
+  }
+  return n;
 }
 
 void Executor::Enqueue(Work work) {
@@ -439,8 +458,9 @@ void Executor::Drive(Work work) {
 void Executor::Finish(const std::shared_ptr<Live>& live, Status status) {
   std::vector<std::shared_ptr<Waiter>> waiters;
   {
-    std::lock_guard lock(live_mu_);
-    live_.erase(live->record.id);
+    LiveShard& shard = ShardFor(live->record.id);
+    std::lock_guard lock(shard.mu);
+    shard.instances.erase(live->record.id);
     waiters.swap(live->waiters);
   }
   if (status.ok() && options_.on_finished) options_.on_finished(live->record);

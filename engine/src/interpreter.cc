@@ -588,16 +588,16 @@ Result<Step> Interpreter::Forward(InstanceRecord& record, const StateMachine& ma
     run.Advance();
     return run.Take();
   }
-  StateExecution& failed = record.executions[last];
-  if (failed.status == RunStatus::kSucceeded) {
+  const StateIndex state = record.executions[last].state_index;
+  if (record.executions[last].status == RunStatus::kSucceeded) {
     // The last state succeeded and the run failed after it (a Choice, a Fail): route on.
-    c.current = machine.state(failed.state_index).next;
+    c.current = machine.state(state).next;
     run.Advance();
     return run.Take();
   }
-  failed.superseded = true;
+  record.executions[last].superseded = true;
   run.MarkChanged(last);
-  int id = run.NewExecution(failed.state_index, ExecutionKind::kForward, -1);
+  int id = run.NewExecution(state, ExecutionKind::kForward, -1);
   record.executions[id].retried_for = last;
   run.Invoke(id);
   return run.Take();
@@ -643,17 +643,17 @@ Result<Step> Interpreter::Skip(InstanceRecord& record, const StateMachine& machi
   Cursor& c = record.cursor;
   c.phase = Phase::kForward;
   ++c.epoch;
-  StateExecution& failed = record.executions[last];
-  failed.superseded = true;
+  record.executions[last].superseded = true;
   run.MarkChanged(last);
-  int id = run.NewExecution(failed.state_index, ExecutionKind::kForward, -1);
+  const StateIndex state = record.executions[last].state_index;
+  int id = run.NewExecution(state, ExecutionKind::kForward, -1);  // may reallocate executions
   StateExecution& skipped = record.executions[id];
   skipped.retried_for = last;
   skipped.status = RunStatus::kSkipped;
-  skipped.input = failed.input;
+  skipped.input = record.executions[last].input;
   skipped.ended_at = now;
   run.MarkChanged(id);
-  c.current = machine.state(failed.state_index).next;
+  c.current = machine.state(state).next;
   run.Advance();
   return run.Take();
 }

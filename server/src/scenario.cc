@@ -140,15 +140,7 @@ Result<std::vector<MockRule>> CompileMock(const Json& definition, const std::str
 }
 
 Result<Scenario> ParseScenario(const std::string& text) {
-  Json doc;
-  try {
-    doc = Json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const Json::parse_error& e) {
-    std::string what = e.what();
-    auto bracket = what.find("] ");
-    if (bracket != std::string::npos) what = what.substr(bracket + 2);
-    return InvalidArgument("invalid JSON: " + what);
-  }
+  SAGAFLOW_ASSIGN_OR_RETURN(Json doc, ParseJson(text));
   if (!doc.is_object()) return InvalidArgument("a scenario must be a JSON object");
   static const std::set<std::string> kKeys = {"flow", "input", "errors", "mocks", "then",
                                               "about", "comment", "Comment"};

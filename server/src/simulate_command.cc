@@ -32,7 +32,13 @@ void PrintHuman(const Json& out) {
             << out["instanceId"].get<std::string>() << "\n";
   print_trace(out["trace"]);
   std::cout << "status " << text(out["status"]) << "  compensationStatus "
-            << text(out["compensationStatus"]) << "  errorCode " << text(out["errorCode"]) << "\n";
+            << text(out["compensationStatus"]) << "  errorCode " << text(out["errorCode"]);
+  if (!out["errorMessage"].is_null()) std::cout << " (" << text(out["errorMessage"]) << ")";
+  if (!out["error"].is_null()) {
+    std::cout << "\nerror " << out["error"]["type"].get<std::string>() << ": "
+              << out["error"]["message"].get<std::string>();
+  }
+  std::cout << "\n";
   for (const Json& op : out["operations"]) {
     std::cout << "then " << op["op"].get<std::string>() << ":\n";
     if (op.contains("refused")) {
@@ -100,6 +106,7 @@ int RunSimulate(const SimulateArgs& args) {
   out["status"] = std::string(engine::RunStatusCode(first->status));
   out["compensationStatus"] = NullableStatus(first->compensation_status);
   out["errorCode"] = first->error_code.empty() ? Json() : Json(first->error_code);
+  out["errorMessage"] = first->error_message.empty() ? Json() : Json(first->error_message);
   out["error"] = first->error ? Json{{"type", first->error->type}, {"message", first->error->message}}
                               : Json();
   out["context"] = first->context.get();

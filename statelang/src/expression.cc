@@ -785,6 +785,18 @@ std::string TypeName(const Json& j) {
 
 bool IsInteger(const Json& j) { return j.is_number_integer(); }  // signed or unsigned
 
+// An integer as int64 when it fits (JSON parsing gives non-negative integers the unsigned type;
+// they are the same integers as literals).
+std::optional<std::int64_t> AsInt64(const Json& j) {
+  if (j.is_number_unsigned()) {
+    std::uint64_t u = j.get<std::uint64_t>();
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+    return static_cast<std::int64_t>(u);
+  }
+  if (j.is_number_integer()) return j.get<std::int64_t>();
+  return std::nullopt;
+}
+
 double AsDouble(const Json& j) { return j.get<double>(); }
 
 // Numeric equality across integer and float; deep equality for the rest.
@@ -906,9 +918,11 @@ class Evaluator {
         const Json& j = v.get();
         if (j.is_number_float()) return Value::Own(-j.get<double>());
         if (j.is_number_integer()) {
-          std::int64_t x = j.get<std::int64_t>();
-          if (x == std::numeric_limits<std::int64_t>::min()) return Value::Own(-AsDouble(j));
-          return Value::Own(-x);
+          std::optional<std::int64_t> x = AsInt64(j);
+          if (!x || *x == std::numeric_limits<std::int64_t>::min()) {
+            return Value::Own(-AsDouble(j));
+          }
+          return Value::Own(-*x);
         }
         return Fail(n, "cannot negate " + TypeName(j));
       }
@@ -1060,10 +1074,15 @@ class Evaluator {
       return a.is_null() ? -1 : 1;
     }
     if (a.is_number() && b.is_number()) {
-      if (a.is_number_integer() && b.is_number_integer() && !a.is_number_unsigned() &&
-          !b.is_number_unsigned()) {
-        std::int64_t x = a.get<std::int64_t>(), y = b.get<std::int64_t>();
-        return x < y ? -1 : (x > y ? 1 : 0);
+      std::optional<std::int64_t> ia = AsInt64(a), ib = AsInt64(b);
+      if (ia && ib) return *ia < *ib ? -1 : (*ia > *ib ? 1 : 0);
+      if (a.is_number_integer() && b.is_number_integer()) {
+        // At least one is an unsigned beyond int64: exact without going through double.
+        if (a.is_number_unsigned() && b.is_number_unsigned()) {
+          std::uint64_t x = a.get<std::uint64_t>(), y = b.get<std::uint64_t>();
+          return x < y ? -1 : (x > y ? 1 : 0);
+        }
+        return ia ? -1 : 1;  // the one that does not fit int64 is the larger
       }
       double x = AsDouble(a), y = AsDouble(b);
       return x < y ? -1 : (x > y ? 1 : 0);
@@ -1094,10 +1113,9 @@ class Evaluator {
       return Fail(n, std::string("operator '") + sym + "' needs numbers, found " + TypeName(a) +
                          " and " + TypeName(b));
     }
-    bool ints = a.is_number_integer() && b.is_number_integer() && !a.is_number_unsigned() &&
-                !b.is_number_unsigned();
-    if (ints) {
-      std::int64_t x = a.get<std::int64_t>(), y = b.get<std::int64_t>(), r = 0;
+    std::optional<std::int64_t> ia = AsInt64(a), ib = AsInt64(b);
+    if (ia && ib) {
+      std::int64_t x = *ia, y = *ib, r = 0;
       bool overflow = false;
       switch (n.op) {
         case Op::kAdd:

@@ -68,7 +68,17 @@ std::string JsonTypeName(const OrderedJson& j) {
   }
 }
 
-// Tracks where the parser is, so that a duplicate key can be reported with its pointer.
+// Definitions nest a few levels; a deeper document is refused before anything recursive (a
+// template compiler, an error message printing a value) walks it.
+constexpr std::size_t kMaxDefinitionDepth = 64;
+
+// Thrown from the parser callback to stop parsing a document nested too deeply.
+struct TooDeep {
+  std::string pointer;
+};
+
+// Tracks where the parser is, so that a duplicate key can be reported with its pointer, and
+// refuses documents nested deeper than kMaxDefinitionDepth.
 class DuplicateKeyFinder {
  public:
   explicit DuplicateKeyFinder(std::vector<Issue>& issues) : issues_(issues) {}
@@ -79,6 +89,7 @@ class DuplicateKeyFinder {
       case E::object_start:
       case E::array_start: {
         std::string path = frames_.empty() ? "" : ChildPath();
+        if (frames_.size() >= kMaxDefinitionDepth) throw TooDeep{std::move(path)};
         frames_.push_back(Frame{event == E::object_start, std::move(path), {}, {}, 0});
         break;
       }
@@ -413,9 +424,10 @@ class Validator {
       } else {
         for (std::size_t i = 0; i < it->size(); ++i) {
           std::string p = Join(ptr, "Input") + "/" + std::to_string(i);
-          auto compiled = ValueTemplate::Compile((*it)[i]);
+          std::string bad;
+          auto compiled = ValueTemplate::Compile((*it)[i], &bad);
           if (!compiled.ok()) {
-            ReportTemplateError(p, compiled.status());
+            ReportTemplateError(p, bad, compiled.status());
           } else {
             t.input.push_back(std::move(compiled).value());
           }
@@ -428,9 +440,10 @@ class Validator {
               "must be an object of context key to value, found " + JsonTypeName(*it));
       } else {
         for (const auto& [k, val] : it->items()) {
-          auto compiled = ValueTemplate::Compile(val);
+          std::string bad;
+          auto compiled = ValueTemplate::Compile(val, &bad);
           if (!compiled.ok()) {
-            ReportTemplateError(Join(Join(ptr, "Output"), k), compiled.status());
+            ReportTemplateError(Join(Join(ptr, "Output"), k), bad, compiled.status());
           } else {
             t.output.emplace_back(k, std::move(compiled).value());
           }
@@ -501,15 +514,10 @@ class Validator {
     return t;
   }
 
-  void ReportTemplateError(const std::string& base, const Status& status) {
-    // The template's message is "<relative pointer>: <message>".
+  // `status` is the template's: "<relative pointer>: <message>", the pointer also in `bad`.
+  void ReportTemplateError(const std::string& base, const std::string& bad, const Status& status) {
     const std::string& m = status.message();
-    auto colon = m.find(": ");
-    if (colon == std::string::npos) {
-      Error(base, m);
-    } else {
-      Error(base + m.substr(0, colon), "bad expression: " + m.substr(colon + 2));
-    }
+    Error(base + bad, "bad expression: " + m.substr(std::min(m.size(), bad.size() + 2)));
   }
 
   RetryRule ParseRetry(const OrderedJson& r, const std::string& p) {
@@ -716,6 +724,57 @@ class Validator {
   std::unordered_map<std::string, StateIndex> index_;
 };
 
+// The first two tokens of a JSON pointer, unescaped.
+std::pair<std::string, std::string> LeadingTokens(const std::string& pointer) {
+  std::vector<std::string> tokens;
+  std::size_t pos = 0;
+  while (tokens.size() < 2 && pos < pointer.size() && pointer[pos] == '/') {
+    std::size_t end = pointer.find('/', pos + 1);
+    std::string raw = pointer.substr(pos + 1, end == std::string::npos ? end : end - pos - 1);
+    std::string token;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '~' && i + 1 < raw.size()) {
+        token += raw[i + 1] == '1' ? '/' : '~';
+        ++i;
+      } else {
+        token += raw[i];
+      }
+    }
+    tokens.push_back(std::move(token));
+    if (end == std::string::npos) break;
+    pos = end;
+  }
+  tokens.resize(2);
+  return {tokens[0], tokens[1]};
+}
+
+// Orders issues as the places they point at appear in the file: by top-level key, and within
+// States by state. Issues about the same place keep the order they were found in.
+void SortByFilePosition(const OrderedJson& doc, std::vector<Issue>& issues) {
+  if (!doc.is_object() || issues.size() < 2) return;
+  std::unordered_map<std::string, std::size_t> top, states;
+  for (const auto& [k, v] : doc.items()) top.emplace(k, top.size());
+  if (auto it = doc.find("States"); it != doc.end() && it->is_object()) {
+    for (const auto& [k, v] : it->items()) states.emplace(k, states.size());
+  }
+  auto position = [&](const Issue& issue) -> std::pair<std::size_t, std::size_t> {
+    if (issue.pointer.empty()) return {0, 0};
+    auto [first, second] = LeadingTokens(issue.pointer);
+    // A key that is missing has no place of its own: it counts as the object that lacks it.
+    auto t = top.find(first);
+    std::size_t a = t == top.end() ? 0 : t->second + 1;
+    std::size_t b = 0;
+    if (first == "States" && !second.empty()) {
+      auto s = states.find(second);
+      b = s == states.end() ? 0 : s->second + 1;
+    }
+    return {a, b};
+  };
+  std::stable_sort(issues.begin(), issues.end(), [&](const Issue& x, const Issue& y) {
+    return position(x) < position(y);
+  });
+}
+
 }  // namespace
 
 LoadResult LoadStateMachine(std::string_view text) {
@@ -729,6 +788,11 @@ LoadResult LoadStateMachine(std::string_view text) {
           return finder(depth, e, parsed);
         },
         /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const TooDeep& e) {
+    result.issues.push_back(Issue{Issue::Severity::kError, e.pointer,
+                                  "the definition is nested deeper than " +
+                                      std::to_string(kMaxDefinitionDepth) + " levels"});
+    return result;
   } catch (const OrderedJson::parse_error& e) {
     std::string what = e.what();
     auto bracket = what.find("] ");
@@ -744,6 +808,7 @@ LoadResult LoadStateMachine(std::string_view text) {
   Validator validator(result.issues);
   auto machine = validator.Run(doc, std::string(text));
   if (!duplicate) result.machine = std::move(machine);
+  SortByFilePosition(doc, result.issues);
   return result;
 }
 

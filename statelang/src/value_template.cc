@@ -36,13 +36,30 @@ void DropNullMembers(Json& j) {
 
 }  // namespace
 
-Result<ValueTemplate> ValueTemplate::Compile(const OrderedJson& value) {
+Result<ValueTemplate> ValueTemplate::Compile(const OrderedJson& value, std::string* bad_pointer) {
+  std::string pointer;
+  auto t = CompileAt(value, pointer);
+  if (t.ok()) return t;
+  if (bad_pointer) *bad_pointer = pointer;
+  std::string message = std::move(pointer);
+  message += ": ";
+  message += t.status().message();
+  return InvalidArgument(std::move(message));
+}
+
+Result<ValueTemplate> ValueTemplate::CompileAt(const OrderedJson& value, std::string& pointer) {
   ValueTemplate t;
   if (value.is_string()) {
     const auto& s = value.get_ref<const std::string&>();
     if (!s.empty() && s[0] == '$') {
       auto e = Expression::CompileDollar(s);
-      if (!e.ok()) return InvalidArgument(": " + e.status().message() + " in '" + s + "'");
+      if (!e.ok()) {
+        std::string message = e.status().message();
+        message += " in '";
+        message += s;
+        message += "'";
+        return InvalidArgument(std::move(message));
+      }
       t.kind_ = Kind::kExpression;
       t.expression_ = std::move(e).value();
       return t;
@@ -51,9 +68,10 @@ Result<ValueTemplate> ValueTemplate::Compile(const OrderedJson& value) {
   if (value.is_object()) {
     bool constant = true;
     for (const auto& [k, v] : value.items()) {
-      auto child = Compile(v);
+      auto child = CompileAt(v, pointer);
       if (!child.ok()) {
-        return InvalidArgument("/" + EscapePointerToken(k) + child.status().message());
+        pointer.insert(0, "/" + EscapePointerToken(k));
+        return child.status();
       }
       constant = constant && child->is_constant();
       t.members_.emplace_back(k, std::move(child).value());
@@ -67,9 +85,10 @@ Result<ValueTemplate> ValueTemplate::Compile(const OrderedJson& value) {
     bool constant = true;
     std::size_t i = 0;
     for (const auto& v : value) {
-      auto child = Compile(v);
+      auto child = CompileAt(v, pointer);
       if (!child.ok()) {
-        return InvalidArgument("/" + std::to_string(i) + child.status().message());
+        pointer.insert(0, "/" + std::to_string(i));
+        return child.status();
       }
       constant = constant && child->is_constant();
       t.elements_.push_back(std::move(child).value());

@@ -18,12 +18,6 @@
 namespace sagaflow::adapters {
 namespace {
 
-using ::sagaflow::testing::IsOk;
-using ::sagaflow::testing::StatusIs;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-using ::testing::Optional;
 using engine::DefinitionRecord;
 using engine::ExecutionKind;
 using engine::InstanceFilter;
@@ -32,7 +26,13 @@ using engine::InstanceSummary;
 using engine::InstanceWrite;
 using engine::RunStatus;
 using engine::StateExecution;
+using ::sagaflow::testing::IsOk;
+using ::sagaflow::testing::StatusIs;
 using std::chrono::seconds;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Optional;
 
 // Records hold JSON values either plainly or shared; this reads both the same way.
 const Json& AsJson(const Json& value) { return value; }
@@ -271,8 +271,8 @@ TEST_F(MemoryStateStoreListTest, LimitKeepsTheNewest) {
 }
 
 TEST_F(MemoryStateStoreListTest, SummariesCarryTheHeader) {
-  Result<std::vector<InstanceSummary>> list = store_.ListInstances({.status = RunStatus::kFailed,
-                                                                    .flow_name = "order_cancel"});
+  Result<std::vector<InstanceSummary>> list =
+      store_.ListInstances({.status = RunStatus::kFailed, .flow_name = "order_cancel"});
   ASSERT_THAT(list, IsOk());
   ASSERT_EQ(list->size(), 1u);
   const InstanceSummary& s = list->front();

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,12 +28,12 @@ namespace {
 using ::sagaflow::testing::FaultInjectingStateStore;
 using ::sagaflow::testing::IsOk;
 using ::sagaflow::testing::StatusIs;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::Optional;
 using statelang::StateMachine;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Optional;
 
 constexpr Duration kTimeout = seconds(120);
 
@@ -208,8 +210,8 @@ TEST_F(ExecutorTest, ManualModeRetriesTakeOnlyVirtualTime) {
   EXPECT_EQ(r->executions[0].attempts, 4);
   EXPECT_EQ(AsJson(r->context).at("result"), "finally");
   // 1.5 + 2.25 + 3.375 seconds of backoff, all of it on the virtual clock.
-  EXPECT_EQ(clock_.Now() - start, SecondsToDuration(1.5) + SecondsToDuration(2.25) +
-                                      SecondsToDuration(3.375));
+  EXPECT_EQ(clock_.Now() - start,
+            SecondsToDuration(1.5) + SecondsToDuration(2.25) + SecondsToDuration(3.375));
 }
 
 TEST_F(ExecutorTest, TaskContextCarriesInstanceStateAttemptAndStableKey) {
@@ -254,10 +256,10 @@ TEST_F(ExecutorTest, ThreadedModeRunsManyConcurrentInstances) {
     return n;
   });
   // Fails once per instance with a network error, which the default Retry rule retries.
-  registry_.add("svc.b", [&b_calls](TaskContext& ctx, int n) {
+  registry_.add("svc.b", [&b_calls](TaskContext& ctx, const Json& args) -> Json {
     b_calls.fetch_add(1);
     if (ctx.attempt() == 1) throw TaskError("ConnectError", "first attempt always fails");
-    return n * 2;
+    return args.at(0).get<int>() * 2;
   });
   registry_.add("svc.c", [&c_calls](int n) {
     c_calls.fetch_add(1);
@@ -266,14 +268,14 @@ TEST_F(ExecutorTest, ThreadedModeRunsManyConcurrentInstances) {
   std::mutex finished_mu;
   std::map<InstanceId, int> finished;
   SystemClock clock;
-  auto executor = std::make_unique<Executor>(
-      ExecutorOptions{.workers = 2,
-                      .on_finished =
-                          [&](const InstanceRecord& r) {
-                            std::lock_guard lock(finished_mu);
-                            ++finished[r.id];
-                          }},
-      registry_, store_, clock);
+  auto executor =
+      std::make_unique<Executor>(ExecutorOptions{.workers = 2,
+                                                 .on_finished =
+                                                     [&](const InstanceRecord& r) {
+                                                       std::lock_guard lock(finished_mu);
+                                                       ++finished[r.id];
+                                                     }},
+                                 registry_, store_, clock);
   ASSERT_THAT(executor->Start(), IsOk());
   auto m = MustLoad(kThreeSteps);
 
@@ -501,6 +503,62 @@ TEST_F(ExecutorTest, OperateInThreadedMode) {
   ASSERT_THAT(forwarded, IsOk());
   EXPECT_EQ(forwarded->status, RunStatus::kSucceeded);
   EXPECT_THAT(Trace(*forwarded, 1), ElementsAre("A forward SU", "B forward SU", "C forward SU"));
+}
+
+// A gate a task waits at until the test opens it. Opening twice is harmless.
+class Gate {
+ public:
+  void Open() {
+    std::call_once(opened_, [this] { promise_.set_value(); });
+  }
+  std::shared_future<void> opened() const { return future_; }
+
+ private:
+  std::promise<void> promise_;
+  std::shared_future<void> future_ = promise_.get_future().share();
+  std::once_flag opened_;
+};
+
+// Opens a gate when it goes out of scope: declared after the executor, it lets a blocked task
+// go on before the executor joins its threads, on every way out of a test.
+class OpenOnExit {
+ public:
+  explicit OpenOnExit(Gate& gate) : gate_(gate) {}
+  ~OpenOnExit() { gate_.Open(); }
+
+ private:
+  Gate& gate_;
+};
+
+TEST_F(ExecutorTest, OperationsOnARunningInstanceAreRefused) {
+  Gate entered;
+  Gate release;
+  registry_.add("svc.flaky",
+                [&entered, released = release.opened()](TaskContext&, const Json&) -> Json {
+                  entered.Open();
+                  released.wait();
+                  return true;
+                });
+  auto m = MustLoad(kFlaky);
+  SystemClock clock;
+  Executor executor(ExecutorOptions{.workers = 2}, registry_, store_, clock);
+  ASSERT_THAT(executor.Start(), IsOk());
+  OpenOnExit open_on_exit(release);
+  Result<InstanceId> id = executor.StartInstance(m, Json::object());
+  ASSERT_THAT(id, IsOk());
+  ASSERT_EQ(entered.opened().wait_for(kTimeout), std::future_status::ready);
+
+  for (Operation op : {Operation::kForward, Operation::kCompensate, Operation::kSkip}) {
+    EXPECT_THAT(executor.Operate(op, *id, nullptr, kTimeout),
+                StatusIs(StatusCode::kFailedPrecondition))
+        << OperationName(op);
+  }
+  EXPECT_EQ(executor.live_instances(), 1u);
+  release.Open();
+  Result<InstanceRecord> r = executor.Await(*id, kTimeout);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->status, RunStatus::kSucceeded);
+  EXPECT_EQ(r->executions.size(), 1u);
 }
 
 TEST_F(ExecutorTest, OnFinishedIsCalledOncePerFinishedRunOrOperation) {

@@ -27,15 +27,15 @@ namespace {
 
 using ::sagaflow::testing::IsOk;
 using ::sagaflow::testing::StatusIs;
+using statelang::StateMachine;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Optional;
 using ::testing::UnorderedElementsAre;
-using statelang::StateMachine;
-using std::chrono::milliseconds;
-using std::chrono::seconds;
 
 std::shared_ptr<const StateMachine> MustLoad(std::string_view text) {
   statelang::LoadResult loaded = statelang::LoadStateMachine(text);
@@ -490,7 +490,8 @@ constexpr std::string_view kInputOutput = R"json({
   "Name": "inputOutput", "StartState": "S",
   "States": {
     "S": {"Type": "ServiceTask", "ServiceName": "svc", "ServiceMethod": "s",
-          "Input": [{"x": "$.[missing]", "y": "$.[a]", "lit": "plain", "nested": {"n": "$.[missing]"}},
+          "Input": [{"x": "$.[missing]", "y": "$.[a]", "lit": "plain",
+                     "nested": {"n": "$.[missing]"}},
                     "literal text stays literal", "$.[missing]", 5, "$.[req].items[1]"],
           "Output": {"first": "$.#root[0]", "absent": "$.#root[0].nope"}}
   }
@@ -504,11 +505,48 @@ TEST_F(InterpreterTest, InputDropsNullMapEntriesAndKeepsLiterals) {
   EXPECT_EQ(r.executions[0].input,
             Json::array({Json{{"y", 1}, {"lit", "plain"}, {"nested", Json::object()}},
                          "literal text stays literal", nullptr, 5, 20}));
-  EXPECT_EQ(AsJson(r.context).at("first"), (Json{{"y", 1}, {"lit", "plain"}, {"nested", Json::object()}}));
+  EXPECT_EQ(AsJson(r.context).at("first"),
+            (Json{{"y", 1}, {"lit", "plain"}, {"nested", Json::object()}}));
   // An Output expression that yields null stores null.
   ASSERT_TRUE(AsJson(r.context).contains("absent"));
   EXPECT_TRUE(AsJson(r.context).at("absent").is_null());
   EXPECT_EQ(r.status, RunStatus::kSucceeded);
+}
+
+constexpr std::string_view kBadRuntimeExpressions = R"json({
+  "Name": "badRuntimeExpressions", "StartState": "S",
+  "States": {
+    "S": {"Type": "ServiceTask", "ServiceName": "svc", "ServiceMethod": "s",
+          "Input": ["$.[order].id"], "Output": {"id": "$.#root.order.id"}, "Next": "After"},
+    "After": {"Type": "ServiceTask", "ServiceName": "svc", "ServiceMethod": "after"}
+  }
+})json";
+
+TEST_F(InterpreterTest, InputThatCannotBeRenderedFailsWithoutInvokingTheTask) {
+  auto m = MustLoad(kBadRuntimeExpressions);
+  mocks_["svc.s"] = Returns({{"order", {{"id", 1}}}});
+  mocks_["svc.after"] = Returns(true);
+  InstanceRecord r = Run(*m, {{"order", nullptr}});
+  EXPECT_EQ(calls_["svc.s"], 0);
+  EXPECT_EQ(calls_["svc.after"], 0);
+  ASSERT_EQ(r.executions.size(), 1u);
+  EXPECT_EQ(r.executions[0].status, RunStatus::kFailed);
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(r.error->type, "ExpressionError");
+  EXPECT_EQ(r.status, RunStatus::kFailed);
+}
+
+TEST_F(InterpreterTest, OutputThatCannotBeEvaluatedIsAnExpressionError) {
+  auto m = MustLoad(kBadRuntimeExpressions);
+  mocks_["svc.s"] = Returns({{"order", nullptr}});
+  mocks_["svc.after"] = Returns(true);
+  InstanceRecord r = Run(*m, {{"order", {{"id", 1}}}});
+  EXPECT_EQ(calls_["svc.s"], 1);
+  EXPECT_EQ(calls_["svc.after"], 0);
+  ASSERT_TRUE(r.error.has_value());
+  EXPECT_EQ(r.error->type, "ExpressionError");
+  EXPECT_THAT(r.error->message, HasSubstr("id"));
+  EXPECT_EQ(r.status, RunStatus::kFailed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,9 +593,8 @@ class CompensationTest : public InterpreterTest {
 
 TEST_F(CompensationTest, CompensatesExecutedNonFailedStatesNewestFirst) {
   InstanceRecord r = Run(*m_, {{"dThrows", "true"}});
-  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "C forward SU",
-                                    "D forward UN", "UndoD compensation SU of D",
-                                    "UndoA compensation SU of A"));
+  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "C forward SU", "D forward UN",
+                                    "UndoD compensation SU of D", "UndoA compensation SU of A"));
   EXPECT_EQ(r.executions[4].compensates, 3);
   EXPECT_EQ(r.executions[5].compensates, 0);
   EXPECT_EQ(calls_["svc.undoB"], 0);  // B ended FA: nothing to undo
@@ -571,16 +608,16 @@ TEST_F(CompensationTest, CompensatesExecutedNonFailedStatesNewestFirst) {
 
 TEST_F(CompensationTest, HappyPathRunsNoCompensation) {
   InstanceRecord r = Run(*m_, {{"dThrows", "false"}});
-  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "C forward SU",
-                                    "D forward SU"));
+  EXPECT_THAT(Trace(r),
+              ElementsAre("A forward SU", "B forward FA", "C forward SU", "D forward SU"));
   EXPECT_EQ(r.compensation_status, std::nullopt);
   EXPECT_EQ(r.status, RunStatus::kUnknown);  // B FA after succeeded for-update A
 }
 
 TEST_F(CompensationTest, StopsAtFirstFailedCompensationThenCompensateResumes) {
   InstanceRecord r = Run(*m_, {{"dThrows", "true"}, {"undoDThrows", "true"}});
-  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "C forward SU",
-                                    "D forward UN", "UndoD compensation UN of D"));
+  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "C forward SU", "D forward UN",
+                                    "UndoD compensation UN of D"));
   EXPECT_EQ(calls_["svc.undoA"], 0);
   EXPECT_EQ(r.compensation_status, RunStatus::kUnknown);
   EXPECT_EQ(r.status, RunStatus::kUnknown);
@@ -600,9 +637,8 @@ TEST_F(CompensationTest, StopsAtFirstFailedCompensationThenCompensateResumes) {
 
 TEST_F(CompensationTest, CompensateSkipsAlreadyCompensatedStates) {
   InstanceRecord r = Run(*m_, {{"dThrows", "true"}, {"undoAThrows", "true"}});
-  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "C forward SU",
-                                    "D forward UN", "UndoD compensation SU of D",
-                                    "UndoA compensation UN of A"));
+  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "C forward SU", "D forward UN",
+                                    "UndoD compensation SU of D", "UndoA compensation UN of A"));
   EXPECT_EQ(r.compensation_status, RunStatus::kUnknown);
 
   const int before = static_cast<int>(r.executions.size());
@@ -637,9 +673,9 @@ TEST_F(CompensationTest, OperatorCompensateOfSucceededInstanceUndoesEverything) 
   ASSERT_EQ(r.status, RunStatus::kSucceeded);
   const int before = static_cast<int>(r.executions.size());
   Operate(r, *m_, interp_.Compensate(r, *m_, nullptr, now_));
-  EXPECT_THAT(Trace(r, before), ElementsAre("UndoD compensation SU of D",
-                                            "UndoB compensation SU of B",
-                                            "UndoA compensation SU of A"));
+  EXPECT_THAT(Trace(r, before),
+              ElementsAre("UndoD compensation SU of D", "UndoB compensation SU of B",
+                          "UndoA compensation SU of A"));
   EXPECT_EQ(r.compensation_status, RunStatus::kSucceeded);
   EXPECT_EQ(r.status, RunStatus::kSucceeded);  // compensate keeps the forward run's status
 }
@@ -667,8 +703,8 @@ TEST_F(InterpreterTest, CompensationTriggerContinuesAtNextAfterCompensating) {
   mocks_["svc.undoA"] = Returns(nullptr);
   mocks_["svc.after"] = Returns(nullptr);
   InstanceRecord r = Run(*m, Json::object());
-  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA",
-                                    "UndoA compensation SU of A", "After forward SU"));
+  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward FA", "UndoA compensation SU of A",
+                                    "After forward SU"));
   EXPECT_EQ(r.compensation_status, RunStatus::kSucceeded);
   EXPECT_EQ(r.error_code, "AFTER");
   EXPECT_EQ(r.status, RunStatus::kUnknown);  // a machine that compensated is never SU
@@ -831,9 +867,9 @@ TEST_F(InterpreterTest, RuleWithoutExceptionsIgnoresOtherErrors) {
 
 TEST_F(InterpreterTest, EachRuleCountsItsOwnRetries) {
   auto m = MustLoad(kRetry);
-  mocks_["svc.flaky"] = Sequence({Throw("DemoException"), Throw("ConnectError"),
-                                  Throw("DemoException"), Throw("ConnectError"),
-                                  Throw("ConnectError")});
+  mocks_["svc.flaky"] =
+      Sequence({Throw("DemoException"), Throw("ConnectError"), Throw("DemoException"),
+                Throw("ConnectError"), Throw("ConnectError")});
   InstanceRecord r = Run(*m, Json::object());
   // Rule 0: 1.5, 2.25; rule 1: 1, 2; the third ConnectError finds rule 1 exhausted.
   EXPECT_THAT(waits_, ElementsAre(Secs(1.5), seconds(1), Secs(2.25), seconds(2)));
@@ -1045,8 +1081,8 @@ TEST_F(OperationsTest, ForwardRerunsTheFailedStateAsANewExecution) {
   EXPECT_EQ(r.status, RunStatus::kRunning);
   Drive(r, *m_, std::move(first).value());
 
-  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward UN", "B forward SU",
-                                    "C forward SU"));
+  EXPECT_THAT(Trace(r),
+              ElementsAre("A forward SU", "B forward UN", "B forward SU", "C forward SU"));
   const StateExecution& old_b = r.executions[1];
   const StateExecution& new_b = r.executions[2];
   EXPECT_TRUE(old_b.superseded);
@@ -1114,12 +1150,13 @@ TEST_F(OperationsTest, SkipRecordsASkippedExecutionAndContinuesAtNext) {
   InstanceRecord r = Run(*m_, {{"a", 1}, {"bThrows", "true"}});
   ASSERT_EQ(r.status, RunStatus::kUnknown);
   Operate(r, *m_, interp_.Skip(r, *m_, {{"note", "skipped by operator"}}, now_));
-  EXPECT_THAT(Trace(r), ElementsAre("A forward SU", "B forward UN", "B forward SK",
-                                    "C forward SU"));
+  EXPECT_THAT(Trace(r),
+              ElementsAre("A forward SU", "B forward UN", "B forward SK", "C forward SU"));
   EXPECT_EQ(calls_["svc.b"], 1);  // the skipped state is not invoked
   EXPECT_TRUE(r.executions[1].superseded);
   EXPECT_EQ(r.executions[2].retried_for, 1);
   EXPECT_EQ(r.executions[2].epoch, r.executions[1].epoch + 1);
+  EXPECT_EQ(r.executions[2].input, AsJson(r.executions[1].input));  // what was skipped
   EXPECT_EQ(r.status, RunStatus::kSucceeded);
   EXPECT_EQ(AsJson(r.context).at("note"), "skipped by operator");
 
@@ -1141,8 +1178,7 @@ TEST_F(OperationsTest, OperationsOnARunningInstanceAreRefused) {
   Step step = interp_.Start(r, *m_, now_);
   ASSERT_EQ(step.decision.kind, Decision::Kind::kInvoke);
   EXPECT_THAT(interp_.Forward(r, *m_, nullptr, now_), StatusIs(StatusCode::kFailedPrecondition));
-  EXPECT_THAT(interp_.Compensate(r, *m_, nullptr, now_),
-              StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(interp_.Compensate(r, *m_, nullptr, now_), StatusIs(StatusCode::kFailedPrecondition));
   EXPECT_THAT(interp_.Skip(r, *m_, nullptr, now_), StatusIs(StatusCode::kFailedPrecondition));
   // The run goes on undisturbed.
   Drive(r, *m_, std::move(step));

@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include "printers.h"
 #include "sagaflow/common/json.h"
 #include "sagaflow/testing/matchers.h"
-#include "printers.h"
 
 namespace sagaflow::statelang {
 namespace {
@@ -240,8 +240,7 @@ TEST(ExpressionTest, IntegerLiteralsAreIntegers) {
   EXPECT_THAT(Eval("0"), HoldsValue(0));
   EXPECT_THAT(Eval("-7"), HoldsValue(-7));
   EXPECT_THAT(Eval("10L"), HoldsValue(10));
-  EXPECT_THAT(Eval("9223372036854775807"),
-              HoldsValue(std::numeric_limits<std::int64_t>::max()));
+  EXPECT_THAT(Eval("9223372036854775807"), HoldsValue(std::numeric_limits<std::int64_t>::max()));
 }
 
 TEST(ExpressionTest, FloatLiteralsAreFloats) {
@@ -314,9 +313,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"[a] == 5", true}, Case{"[a] > [neg]", true}, Case{"[half] < [a]", true},
         Case{"'abc' < 'abd'", true}, Case{"'b' > 'abc'", true}, Case{"'x' == 'x'", true},
         Case{"'x' == \"x\"", true}, Case{"[name] == 'sagaflow'", true},
-        Case{"[missing] == null", true}, Case{"[a] == null", false},
-        Case{"null < 1", true}, Case{"1 > null", true}, Case{"null <= null", true},
-        Case{"false < true", true}, Case{"'1' == 1", false}, Case{"true == 1", false}));
+        Case{"[missing] == null", true}, Case{"[a] == null", false}, Case{"null < 1", true},
+        Case{"1 > null", true}, Case{"null <= null", true}, Case{"false < true", true},
+        Case{"'1' == 1", false}, Case{"true == 1", false}));
 
 TEST(ExpressionTest, NumbersCompareEqualAcrossIntegerAndFloat) {
   EXPECT_THAT(Eval("1 == 1.0"), HoldsValue(true));
@@ -374,8 +373,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"[a] == 5 && [name] == 'sagaflow'", true},
                       Case{"[a] == 1 || [a] == 5", true},
                       // && binds tighter than ||.
-                      Case{"true || false && false", true},
-                      Case{"(true || false) && false", false},
+                      Case{"true || false && false", true}, Case{"(true || false) && false", false},
                       Case{"!([a] > 1) or [flag]", true}));
 
 TEST(ExpressionTest, AndOrShortCircuit) {
@@ -396,18 +394,18 @@ TEST(ExpressionTest, LogicalOperatorsNeedBooleans) {
 
 INSTANTIATE_TEST_SUITE_P(
     Arithmetic, ExpressionOperatorTest,
-    ::testing::Values(
-        Case{"2 + 3", 5}, Case{"2 - 3", -1}, Case{"2 * 3", 6}, Case{"7 / 2", 3},
-        Case{"7 div 2", 3}, Case{"7 DIV 2", 3}, Case{"-7 / 2", -3}, Case{"7 % 3", 1},
-        Case{"7 mod 3", 1}, Case{"-7 % 3", -1}, Case{"7.0 / 2", 3.5}, Case{"7 / 2.0", 3.5},
-        Case{"1.5 + 1", 2.5}, Case{"2 * 1.5", 3.0}, Case{"5.5 % 2", 1.5},
-        Case{"2 + 3 * 4", 14}, Case{"(2 + 3) * 4", 20}, Case{"10 - 2 - 3", 5},
-        Case{"2 * 3 % 4", 2}, Case{"-(2 + 3)", -5}, Case{"- [neg]", 3}, Case{"-[half]", -2.5},
-        Case{"[half] * 2", 5.0}, Case{"[order].total + 0.5", 121.0},
-        Case{"'a' + 'b'", "ab"}, Case{"'n=' + 5", "n=5"}, Case{"1 + 'x'", "1x"},
-        Case{"'v' + 1.5", "v1.5"}, Case{"'x' + null", "xnull"}, Case{"'t' + true", "ttrue"},
-        Case{"[name] + '-' + [order].id", "sagaflow-o-1"}, Case{"1 + 2 + 'x'", "3x"},
-        Case{"'x' + 1 + 2", "x12"}, Case{"2 + 3 > 4", true}));
+    ::testing::Values(Case{"2 + 3", 5}, Case{"2 - 3", -1}, Case{"2 * 3", 6}, Case{"7 / 2", 3},
+                      Case{"7 div 2", 3}, Case{"7 DIV 2", 3}, Case{"-7 / 2", -3}, Case{"7 % 3", 1},
+                      Case{"7 mod 3", 1}, Case{"-7 % 3", -1}, Case{"7.0 / 2", 3.5},
+                      Case{"7 / 2.0", 3.5}, Case{"1.5 + 1", 2.5}, Case{"2 * 1.5", 3.0},
+                      Case{"5.5 % 2", 1.5}, Case{"2 + 3 * 4", 14}, Case{"(2 + 3) * 4", 20},
+                      Case{"10 - 2 - 3", 5}, Case{"2 * 3 % 4", 2}, Case{"-(2 + 3)", -5},
+                      Case{"- [neg]", 3}, Case{"-[half]", -2.5}, Case{"[half] * 2", 5.0},
+                      Case{"[order].total + 0.5", 121.0}, Case{"'a' + 'b'", "ab"},
+                      Case{"'n=' + 5", "n=5"}, Case{"1 + 'x'", "1x"}, Case{"'v' + 1.5", "v1.5"},
+                      Case{"'x' + null", "xnull"}, Case{"'t' + true", "ttrue"},
+                      Case{"[name] + '-' + [order].id", "sagaflow-o-1"}, Case{"1 + 2 + 'x'", "3x"},
+                      Case{"'x' + 1 + 2", "x12"}, Case{"2 + 3 > 4", true}));
 
 TEST(ExpressionTest, ArithmeticOnContextIntegersStaysInteger) {
   // Non-negative integers read from JSON (task results, a reloaded context) are the same
@@ -548,7 +546,8 @@ TEST(ExpressionTest, SelectionErrorsReportTheFailingNode) {
 TEST(ExpressionTest, SyntaxErrorsReportOneBasedColumns) {
   EXPECT_THAT(Expression::Compile("[a] == == 1"),
               FailsAtColumn(8, HasSubstr("expected an operand, found '=='")));
-  EXPECT_THAT(Expression::Compile("[a] @ 1"), FailsAtColumn(5, HasSubstr("unexpected character '@'")));
+  EXPECT_THAT(Expression::Compile("[a] @ 1"),
+              FailsAtColumn(5, HasSubstr("unexpected character '@'")));
   EXPECT_THAT(Expression::Compile("[a] = 1"), FailsAtColumn(5, HasSubstr("use '=='")));
   EXPECT_THAT(Expression::Compile("[a"), FailsAtColumn(3, HasSubstr("expected ']'")));
   EXPECT_THAT(Expression::Compile("(1 + 2"), FailsAtColumn(7, HasSubstr("expected ')'")));
@@ -563,12 +562,14 @@ TEST(ExpressionTest, SyntaxErrorsReportOneBasedColumns) {
 }
 
 TEST(ExpressionTest, UnknownVariableIsRejected) {
-  EXPECT_THAT(Expression::Compile("#other == 1"), FailsAtColumn(1, HasSubstr("unknown variable '#other'")));
+  EXPECT_THAT(Expression::Compile("#other == 1"),
+              FailsAtColumn(1, HasSubstr("unknown variable '#other'")));
 }
 
 TEST(ExpressionTest, EmptyExpressionIsRejected) {
   EXPECT_THAT(Expression::Compile(""), FailsAtColumn(1, HasSubstr("empty")));
-  EXPECT_THAT(Expression::Compile("  "), StatusIs(StatusCode::kInvalidArgument, HasSubstr("empty")));
+  EXPECT_THAT(Expression::Compile("  "),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("empty")));
 }
 
 TEST(ExpressionTest, SourceIsKept) {
@@ -583,8 +584,8 @@ TEST(ExpressionTest, LengthLimitIsEnforced) {
   at_limit += '1';
   EXPECT_THAT(Expression::Compile(at_limit), IsOk());
   std::string over = " " + at_limit;
-  EXPECT_THAT(Expression::Compile(over), StatusIs(StatusCode::kInvalidArgument,
-                                                  HasSubstr("the limit is 4096")));
+  EXPECT_THAT(Expression::Compile(over),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("the limit is 4096")));
 
   std::string dollar_at_limit = "$." + std::string(Expression::kMaxLength - 3, ' ') + "1";
   ASSERT_EQ(dollar_at_limit.size(), Expression::kMaxLength);
@@ -648,7 +649,8 @@ TEST(ExpressionTest, NullConditionIsFalse) {
 }
 
 TEST(ExpressionTest, NonBooleanConditionIsAnError) {
-  EXPECT_THAT(Condition("[a]"), FailsAtColumn(1, HasSubstr("expected true or false, found an integer")));
+  EXPECT_THAT(Condition("[a]"),
+              FailsAtColumn(1, HasSubstr("expected true or false, found an integer")));
   EXPECT_THAT(Condition("'true'"), FailsAtColumn(1, HasSubstr("found a string")));
   EXPECT_THAT(Condition("[items]"), FailsAtColumn(1, HasSubstr("found a list")));
 }
@@ -698,7 +700,8 @@ TEST(ExpressionTest, DollarNeedsADollar) {
 TEST(ExpressionTest, UnknownDollarFormsAreRejected) {
   EXPECT_THAT(Expression::CompileDollar("$Foo.bar"),
               FailsAtColumn(1, HasSubstr("unknown expression form '$Foo'")));
-  EXPECT_THAT(Expression::CompileDollar("$"), FailsAtColumn(1, HasSubstr("unknown expression form")));
+  EXPECT_THAT(Expression::CompileDollar("$"),
+              FailsAtColumn(1, HasSubstr("unknown expression form")));
   EXPECT_THAT(Expression::CompileDollar("$exception{X}"), FailsAtColumn(1));
   EXPECT_THAT(Expression::CompileDollar("$[a]"), FailsAtColumn(1));
 }
@@ -732,9 +735,11 @@ TEST(ExpressionTest, ExceptionFormTrimsAndAcceptsJavaNames) {
 }
 
 TEST(ExpressionTest, MalformedExceptionFormsAreRejected) {
-  EXPECT_THAT(Expression::CompileDollar("$Exception{}"), FailsAtColumn(12, HasSubstr("needs an error type")));
+  EXPECT_THAT(Expression::CompileDollar("$Exception{}"),
+              FailsAtColumn(12, HasSubstr("needs an error type")));
   EXPECT_THAT(Expression::CompileDollar("$Exception{  }"), FailsAtColumn(12));
-  EXPECT_THAT(Expression::CompileDollar("$Exception{Foo"), FailsAtColumn(14, HasSubstr("expected '}'")));
+  EXPECT_THAT(Expression::CompileDollar("$Exception{Foo"),
+              FailsAtColumn(14, HasSubstr("expected '}'")));
   EXPECT_THAT(Expression::CompileDollar("$Exception{Foo Bar}"),
               FailsAtColumn(15, HasSubstr("unexpected character ' '")));
   EXPECT_THAT(Expression::CompileDollar("$Exception{ a-b}"), FailsAtColumn(14));

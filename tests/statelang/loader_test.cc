@@ -176,11 +176,11 @@ TEST(LoaderTest, SeedFlowLoadsWithCompensationFlags) {
   EXPECT_EQ(m.state(m.Find("Fail")).fail().error_code, "500");
   EXPECT_EQ(m.state(m.Find("Fail")).fail().message, "订单履约异常！！");
 
-  EXPECT_THAT(Names(m.TaskNames()),
-              ElementsAre("fulfillSagaService.createFulfillOrder", "wmsSageService.pickGoods",
-                          "tmsSagaService.sendOut",
-                          "fulfillSagaService.createFulfillOrderCompensate",
-                          "wmsSageService.pickGoodsCompensate", "tmsSagaService.sendOutCompensate"));
+  EXPECT_THAT(
+      Names(m.TaskNames()),
+      ElementsAre("fulfillSagaService.createFulfillOrder", "wmsSageService.pickGoods",
+                  "tmsSagaService.sendOut", "fulfillSagaService.createFulfillOrderCompensate",
+                  "wmsSageService.pickGoodsCompensate", "tmsSagaService.sendOutCompensate"));
 }
 
 TEST(LoaderTest, EveryConformanceFlowLoads) {
@@ -324,15 +324,15 @@ TEST(LoaderTest, FailStateAcceptsANumericErrorCode) {
 TEST(LoaderTest, InvalidJsonNamesLineAndColumn) {
   LoadResult r = LoadStateMachine("{\n  \"Name\": \"f\",\n  \"StartState\": \n}\n");
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(r.issues, ElementsAre(ErrorAt("", AllOf(StartsWith("invalid JSON"),
-                                                      HasSubstr("line 4, column 1")))));
+  EXPECT_THAT(r.issues, ElementsAre(ErrorAt(
+                            "", AllOf(StartsWith("invalid JSON"), HasSubstr("line 4, column 1")))));
 }
 
 TEST(LoaderTest, TruncatedFileIsInvalidJson) {
   LoadResult r = LoadStateMachineFile(kFlowsDir + "/invalid/truncated.json");
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(r.issues, ElementsAre(ErrorAt("", AllOf(StartsWith("invalid JSON"),
-                                                      HasSubstr("line 1")))));
+  EXPECT_THAT(r.issues,
+              ElementsAre(ErrorAt("", AllOf(StartsWith("invalid JSON"), HasSubstr("line 1")))));
 }
 
 TEST(LoaderTest, EmptyTextIsInvalidJson) {
@@ -384,9 +384,27 @@ TEST(LoaderTest, DuplicateKeyInsideArraysHasTheElementIndex) {
 }
 
 TEST(LoaderTest, DuplicateKeyPointerEscapesSlashAndTilde) {
-  LoadResult r = LoadStateMachine(TaskFlow(R"("Output": {"a/b~c": "$.#root", "a/b~c": "$.#root"})"));
+  LoadResult r =
+      LoadStateMachine(TaskFlow(R"("Output": {"a/b~c": "$.#root", "a/b~c": "$.#root"})"));
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Output/a~1b~0c", HasSubstr("duplicate"))));
+}
+
+TEST(LoaderTest, DefinitionNestedTooDeeplyIsRefused) {
+  // The limit is 64 levels: the document object and 63 arrays load, a 64th array does not.
+  auto flow = [](int arrays) {
+    return R"({"Name": "f", "StartState": "A", "X": )" + std::string(arrays, '[') +
+           std::string(arrays, ']') + R"(, "States": {"A": {"Type": "Succeed"}}})";
+  };
+  LoadResult at_limit = LoadStateMachine(flow(63));
+  EXPECT_TRUE(at_limit.ok()) << at_limit.Describe("flow");
+
+  LoadResult over = LoadStateMachine(flow(64));
+  EXPECT_FALSE(over.ok());
+  std::string pointer = "/X";
+  for (int i = 0; i < 63; ++i) pointer += "/0";
+  EXPECT_THAT(over.issues,
+              ElementsAre(ErrorAt(pointer, HasSubstr("nested deeper than 64 levels"))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,8 +419,8 @@ TEST(LoaderTest, MissingName) {
 TEST(LoaderTest, MissingStartState) {
   LoadResult r = LoadStateMachine(R"({"Name": "f", "States": {"A": {"Type": "Succeed"}}})");
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/StartState",
-                                             HasSubstr("missing required key 'StartState'"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/StartState", HasSubstr("missing required key 'StartState'"))));
 }
 
 TEST(LoaderTest, UnknownStartState) {
@@ -420,9 +438,8 @@ TEST(LoaderTest, StartStateMustBeAString) {
 TEST(LoaderTest, MissingStates) {
   LoadResult r = LoadStateMachine(R"({"Name": "f", "StartState": "A"})");
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(Errors(r),
-              ElementsAre(ErrorAt("/States", HasSubstr("missing required key 'States'")),
-                          ErrorAt("/StartState", HasSubstr("'A'"))));
+  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States", HasSubstr("missing required key 'States'")),
+                                     ErrorAt("/StartState", HasSubstr("'A'"))));
 }
 
 TEST(LoaderTest, StatesMustBeANonEmptyObject) {
@@ -455,9 +472,9 @@ TEST_P(LoaderUnsupportedTypeTest, IsAnErrorNamingTheType) {
   LoadResult r = LoadStateMachine(StatesFlow(R"("A": {"Type": ")" + GetParam() +
                                              R"(", "Next": "B"}, "B": {"Type": "Succeed"})"));
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Type",
-                                             AllOf(HasSubstr("'" + GetParam() + "'"),
-                                                   HasSubstr("not supported")))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Type", AllOf(HasSubstr("'" + GetParam() + "'"),
+                                                          HasSubstr("not supported")))));
 }
 
 INSTANTIATE_TEST_SUITE_P(LoaderTest, LoaderUnsupportedTypeTest,
@@ -487,15 +504,17 @@ TEST(LoaderTest, UnknownNext) {
     "A": {"Type": "ServiceTask", "ServiceName": "s", "ServiceMethod": "m", "Next": "Gone"},
     "Done": {"Type": "Succeed"})"));
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Next",
-                                             HasSubstr("names state 'Gone', which is not defined"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Next",
+                                  HasSubstr("names state 'Gone', which is not defined"))));
 }
 
 TEST(LoaderTest, UnknownChoiceNextAndNextInConformanceFlow) {
   LoadResult r = LoadStateMachineFile(kFlowsDir + "/invalid/unknown_next.json");
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Next", HasSubstr("'Missing'")),
-                                     ErrorAt("/States/B/Choices/0/Next", HasSubstr("'AlsoMissing'"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Next", HasSubstr("'Missing'")),
+                          ErrorAt("/States/B/Choices/0/Next", HasSubstr("'AlsoMissing'"))));
 }
 
 TEST(LoaderTest, UnknownDefault) {
@@ -545,8 +564,8 @@ TEST(LoaderTest, CompensateStateMustNameATask) {
     "B": {"Type": "Succeed"},
     "Undo": {"Type": "Fail"})"));
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/CompensateState",
-                                             HasSubstr("'Undo' is a Fail"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/CompensateState", HasSubstr("'Undo' is a Fail"))));
 }
 
 TEST(LoaderTest, StateCannotCompensateItself) {
@@ -603,8 +622,8 @@ TEST(LoaderTest, RetryMustBeAnArrayOfObjects) {
 
 TEST(LoaderTest, RetryIntervalSecondsMustNotBeNegative) {
   LoadResult r = LoadStateMachine(TaskFlow(R"("Retry": [{"IntervalSeconds": -1}])"));
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Retry/0/IntervalSeconds",
-                                             HasSubstr("at least 0"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Retry/0/IntervalSeconds", HasSubstr("at least 0"))));
   EXPECT_TRUE(LoadStateMachine(TaskFlow(R"("Retry": [{"IntervalSeconds": 0}])")).ok());
   EXPECT_THAT(Errors(LoadStateMachine(TaskFlow(R"("Retry": [{"IntervalSeconds": "1"}])"))),
               ElementsAre(ErrorAt("/States/A/Retry/0/IntervalSeconds", HasSubstr("a number"))));
@@ -612,10 +631,10 @@ TEST(LoaderTest, RetryIntervalSecondsMustNotBeNegative) {
 
 TEST(LoaderTest, RetryMaxAttemptsMustBeAWholeNumber) {
   for (const char* bad : {"1.5", "-1", "\"3\"", "1000001"}) {
-    LoadResult r = LoadStateMachine(TaskFlow(R"("Retry": [{}, {"MaxAttempts": )" +
-                                             std::string(bad) + "}]"));
-    EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Retry/1/MaxAttempts",
-                                               HasSubstr("whole number"))))
+    LoadResult r =
+        LoadStateMachine(TaskFlow(R"("Retry": [{}, {"MaxAttempts": )" + std::string(bad) + "}]"));
+    EXPECT_THAT(Errors(r),
+                ElementsAre(ErrorAt("/States/A/Retry/1/MaxAttempts", HasSubstr("whole number"))))
         << bad;
   }
   EXPECT_TRUE(LoadStateMachine(TaskFlow(R"("Retry": [{"MaxAttempts": 0}])")).ok());
@@ -623,8 +642,8 @@ TEST(LoaderTest, RetryMaxAttemptsMustBeAWholeNumber) {
 
 TEST(LoaderTest, RetryBackoffRateMustBeAtLeastOne) {
   LoadResult r = LoadStateMachine(TaskFlow(R"("Retry": [{"BackoffRate": 0.5}])"));
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Retry/0/BackoffRate",
-                                             HasSubstr("at least 1"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Retry/0/BackoffRate", HasSubstr("at least 1"))));
   EXPECT_TRUE(LoadStateMachine(TaskFlow(R"("Retry": [{"BackoffRate": 1}])")).ok());
 }
 
@@ -643,8 +662,8 @@ TEST(LoaderTest, RetryJitterStrategyMustBeFullOrNone) {
 
 TEST(LoaderTest, RetryExceptionsMustBeNames) {
   LoadResult r = LoadStateMachine(TaskFlow(R"("Retry": [{"Exceptions": ["E", 7]}])"));
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Retry/0/Exceptions/1",
-                                             HasSubstr("error type name"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Retry/0/Exceptions/1", HasSubstr("error type name"))));
 }
 
 TEST(LoaderTest, CatchMustBeAnArrayOfObjects) {
@@ -658,8 +677,9 @@ TEST(LoaderTest, CatchWithoutExceptions) {
   LoadResult r = LoadStateMachine(TaskFlow(R"("Catch": [{"Next": "Done"}])"));
   EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Catch/0/Exceptions",
                                              HasSubstr("missing required key 'Exceptions'"))));
-  EXPECT_THAT(Errors(LoadStateMachine(TaskFlow(R"("Catch": [{"Exceptions": [], "Next": "Done"}])"))),
-              ElementsAre(ErrorAt("/States/A/Catch/0/Exceptions", HasSubstr("at least one"))));
+  EXPECT_THAT(
+      Errors(LoadStateMachine(TaskFlow(R"("Catch": [{"Exceptions": [], "Next": "Done"}])"))),
+      ElementsAre(ErrorAt("/States/A/Catch/0/Exceptions", HasSubstr("at least one"))));
 }
 
 TEST(LoaderTest, CatchWithoutNext) {
@@ -674,9 +694,9 @@ TEST(LoaderTest, CatchWithoutNext) {
 TEST(LoaderTest, ChoiceExpressionSyntaxErrorHasColumn) {
   LoadResult r = LoadStateMachineFile(kFlowsDir + "/invalid/bad_expression.json");
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/C/Choices/0/Expression",
-                                             AllOf(HasSubstr("column 8"),
-                                                   HasSubstr("'[a] == == 1'")))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/C/Choices/0/Expression",
+                                  AllOf(HasSubstr("column 8"), HasSubstr("'[a] == == 1'")))));
 }
 
 TEST(LoaderTest, ChoiceExpressionCannotBeASequence) {
@@ -684,8 +704,8 @@ TEST(LoaderTest, ChoiceExpressionCannotBeASequence) {
     "A": {"Type": "Choice", "Choices": [{"Expression": "$Sequence.X|SIMPLE", "Next": "B"}],
           "Default": "B"},
     "B": {"Type": "Succeed"})"));
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Choices/0/Expression",
-                                             HasSubstr("not a condition"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Choices/0/Expression", HasSubstr("not a condition"))));
 }
 
 TEST(LoaderTest, ChoiceExpressionMayMatchAnException) {
@@ -700,14 +720,14 @@ TEST(LoaderTest, ChoiceExpressionMayMatchAnException) {
 
 TEST(LoaderTest, StatusKeySyntaxErrorHasColumn) {
   LoadResult r = LoadStateMachine(TaskFlow(R"("Status": {"[a] == == 1": "SU"})"));
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Status/[a] == == 1",
-                                             HasSubstr("column 8"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Status/[a] == == 1", HasSubstr("column 8"))));
 }
 
 TEST(LoaderTest, StatusKeyCannotBeASequence) {
   LoadResult r = LoadStateMachine(TaskFlow(R"("Status": {"$Sequence.X": "SU"})"));
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Status/$Sequence.X",
-                                             HasSubstr("not a condition"))));
+  EXPECT_THAT(Errors(r),
+              ElementsAre(ErrorAt("/States/A/Status/$Sequence.X", HasSubstr("not a condition"))));
 }
 
 TEST(LoaderTest, InputExpressionSyntaxErrorHasPointerAndColumn) {
@@ -744,7 +764,8 @@ TEST(LoaderTest, EndlessCycleIsAnError) {
 TEST(LoaderTest, EndlessCycleThroughAChoiceIsAnError) {
   LoadResult r = LoadStateMachine(StatesFlow(R"(
     "A": {"Type": "ServiceTask", "ServiceName": "s", "ServiceMethod": "m", "Next": "C"},
-    "C": {"Type": "Choice", "Choices": [{"Expression": "[x] == 1", "Next": "A"}], "Default": "A"})"));
+    "C": {"Type": "Choice", "Choices": [{"Expression": "[x] == 1", "Next": "A"}],
+          "Default": "A"})"));
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/Next", HasSubstr("cycle")),
                                      ErrorAt("/States/C/Choices", HasSubstr("cycle"))));
@@ -834,8 +855,9 @@ TEST(LoaderTest, GraphErrorsTakeTheirPlaceInFileOrder) {
     "B": {"Type": "Succeed", "Foo": 1},
     "F": {"Type": "Fail"})"));
   EXPECT_FALSE(r.ok());
-  EXPECT_THAT(r.issues, ElementsAre(ErrorAt("/States/A/CompensateState", HasSubstr("'F' is a Fail")),
-                                    WarningAt("/States/B/Foo", HasSubstr("unknown key"))));
+  EXPECT_THAT(r.issues,
+              ElementsAre(ErrorAt("/States/A/CompensateState", HasSubstr("'F' is a Fail")),
+                          WarningAt("/States/B/Foo", HasSubstr("unknown key"))));
 }
 
 TEST(LoaderTest, IssueFormatNamesFilePointerAndSeverity) {

@@ -143,8 +143,8 @@ TEST(ValueTemplateTest, TopLevelNullExpressionRendersNull) {
 }
 
 TEST(ValueTemplateTest, BadLeafErrorStartsWithItsPointer) {
-  auto nested = ValueTemplate::Compile(
-      OrderedJson::parse(R"({"a": {"b": ["ok", "$.[x] == == 1"]}})"));
+  auto nested =
+      ValueTemplate::Compile(OrderedJson::parse(R"({"a": {"b": ["ok", "$.[x] == == 1"]}})"));
   EXPECT_THAT(nested, StatusIs(StatusCode::kInvalidArgument,
                                AllOf(StartsWith("/a/b/1: "), HasSubstr("column 10"),
                                      HasSubstr("'$.[x] == == 1'"))));

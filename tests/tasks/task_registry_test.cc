@@ -117,9 +117,32 @@ TEST_F(TaskRegistryTest, TypedFormWithContextAndSeveralArguments) {
                               {"attempt", 3}}));
 }
 
+// With a single typed parameter after the context, the task must still get the first Input
+// argument, not the whole argument list.
+TEST_F(TaskRegistryTest, TypedFormWithContextAndOneArgument) {
+  registry_.add("demoService.double",
+                [](TaskContext& ctx, int n) { return n * 2 + ctx.attempt(); });
+  Outcome out = Invoke("demoService.double", Json::array({7}), 1);
+  EXPECT_TRUE(out.ok) << out.failure.message;
+  EXPECT_EQ(out.result, Json(15));
+
+  registry_.add("paymentService.total",
+                [](TaskContext&, const Order& order) { return order.total_cents; });
+  out = Invoke("paymentService.total", Json::array({Json{{"id", "o-1"}, {"total_cents", 2500}}}));
+  EXPECT_TRUE(out.ok) << out.failure.message;
+  EXPECT_EQ(out.result, Json(2500));
+
+  registry_.add("demoService.greet",
+                [](TaskContext&, const std::string& name) { return "hello " + name; });
+  out = Invoke("demoService.greet", Json::array({"ada"}));
+  EXPECT_TRUE(out.ok) << out.failure.message;
+  EXPECT_EQ(out.result, Json("hello ada"));
+}
+
 TEST_F(TaskRegistryTest, TypedFormAcceptsAFunctionPointer) {
   registry_.add("orderService.isBig", &IsBigOrder);
-  Outcome out = Invoke("orderService.isBig", Json::array({Json{{"id", "o"}, {"total_cents", 12000}}}));
+  Outcome out =
+      Invoke("orderService.isBig", Json::array({Json{{"id", "o"}, {"total_cents", 12000}}}));
   ASSERT_TRUE(out.ok) << out.failure.message;
   EXPECT_EQ(out.result, Json(true));
 }
@@ -166,8 +189,9 @@ TEST_F(TaskRegistryTest, ArgumentThatDoesNotConvertIsAnErrorFailure) {
 }
 
 TEST_F(TaskRegistryTest, MissingNonJsonArgumentIsAnErrorFailure) {
-  registry_.add("paymentService.charge",
-                [](TaskContext&, const Order& o, int discount) { return o.total_cents - discount; });
+  registry_.add("paymentService.charge", [](TaskContext&, const Order& o, int discount) {
+    return o.total_cents - discount;
+  });
   Outcome out =
       Invoke("paymentService.charge", Json::array({Json{{"id", "o"}, {"total_cents", 1}}}));
   EXPECT_FALSE(out.ok);
@@ -179,9 +203,8 @@ TEST_F(TaskRegistryTest, InvokeTaskTurnsThrowsIntoFailures) {
   registry_.add("s.typed", [](TaskContext&, const Json&) -> Json {
     throw TaskError("DemoException", "demo failure");
   });
-  registry_.add("s.untyped", [](TaskContext&, const Json&) -> Json {
-    throw TaskError("", "no type given");
-  });
+  registry_.add("s.untyped",
+                [](TaskContext&, const Json&) -> Json { throw TaskError("", "no type given"); });
   registry_.add("s.std", [](TaskContext&, const Json&) -> Json {
     throw std::out_of_range("index 9 out of range");
   });
@@ -224,8 +247,8 @@ TEST_F(TaskRegistryTest, FindAndMissing) {
   EXPECT_EQ(registry_.Find(TaskName("a.two")), nullptr);
   EXPECT_EQ(registry_.Find(TaskName("")), nullptr);
 
-  EXPECT_THAT(registry_.Missing({TaskName("c.three"), TaskName("a.one"), TaskName("d.four"),
-                                 TaskName("b.two")}),
+  EXPECT_THAT(registry_.Missing(
+                  {TaskName("c.three"), TaskName("a.one"), TaskName("d.four"), TaskName("b.two")}),
               ElementsAre(TaskName("c.three"), TaskName("d.four")));
   EXPECT_THAT(registry_.Missing({TaskName("a.one")}), IsEmpty());
   EXPECT_THAT(registry_.Missing({}), IsEmpty());

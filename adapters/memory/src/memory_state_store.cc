@@ -90,7 +90,7 @@ Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
     const auto i = static_cast<std::size_t>(id);
     const engine::StateExecution& from = src.executions[i];
     engine::StateExecution& to = dst.executions[i];
-    if (i >= known) {
+    if (i >= known || to.state.empty()) {  // first write listing it (every state has a name)
       to = from;
       continue;
     }

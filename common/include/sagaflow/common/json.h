@@ -4,7 +4,10 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <utility>
+
+#include "sagaflow/common/status.h"
 
 namespace sagaflow {
 
@@ -14,6 +17,11 @@ using Json = nlohmann::json;
 
 // Definitions as written: key order is meaningful (Status maps, States).
 using OrderedJson = nlohmann::ordered_json;
+
+// Parses a runtime document (a scenario, an input, a request body): comments allowed, nesting
+// limited to `max_depth` levels so that no recursive walk of the value can exhaust the stack.
+// Errors (kInvalidArgument) name the line and column, or the pointer of the too-deep value.
+Result<Json> ParseJson(std::string_view text, std::size_t max_depth = 64);
 
 // Converts a definition value into a runtime value (key order is dropped).
 Json ToRuntimeJson(const OrderedJson& value);

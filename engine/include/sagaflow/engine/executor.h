@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -67,12 +68,12 @@ class Executor {
 
   // Stores the definition and makes the flow startable. Errors: kFailedPrecondition when a task
   // it calls is not registered (and require_registered_tasks), or the store's error.
-  Status AddFlow(std::shared_ptr<const statelang::StateMachine> machine);
+  Status AddFlow(const std::shared_ptr<const statelang::StateMachine>& machine);
 
   // Starts an instance and returns its id without waiting. `input` must be a JSON object (or
   // null for {}). With a business key already used by the flow: the existing instance's id
   // when the input is the same, kConflict when it differs.
-  Result<InstanceId> StartInstance(std::shared_ptr<const statelang::StateMachine> machine,
+  Result<InstanceId> StartInstance(const std::shared_ptr<const statelang::StateMachine>& machine,
                                    Json input, const StartOptions& options = {});
 
   // Waits until the instance's current run or operation finishes, or `timeout` passes
@@ -80,7 +81,8 @@ class Executor {
   Result<InstanceRecord> Await(const InstanceId& id, Duration timeout);
 
   // StartInstance, then Await.
-  Result<InstanceRecord> Run(std::shared_ptr<const statelang::StateMachine> machine, Json input,
+  Result<InstanceRecord> Run(const std::shared_ptr<const statelang::StateMachine>& machine,
+                             Json input,
                              const StartOptions& options, Duration timeout);
 
   // Applies an operator operation to a finished instance and waits for it to finish.
@@ -138,9 +140,18 @@ class Executor {
 
   mutable std::mutex flows_mu_;
   std::unordered_map<std::string, std::shared_ptr<const Flow>> flows_;  // name + "\n" + hash
+  // The same flows by the address of the machine callers pass, for the start path.
+  std::unordered_map<const statelang::StateMachine*, std::shared_ptr<const Flow>> flows_by_machine_;
 
-  mutable std::mutex live_mu_;
-  std::unordered_map<InstanceId, std::shared_ptr<Live>> live_;
+  // Instances in this executor, spread over shards so that threads starting and finishing
+  // different instances rarely contend. A Live's waiters are guarded by its shard's mutex.
+  struct LiveShard {
+    mutable std::mutex mu;
+    std::unordered_map<InstanceId, std::shared_ptr<Live>> instances;
+  };
+  static constexpr std::size_t kLiveShards = 16;
+  LiveShard& ShardFor(const InstanceId& id);
+  std::array<LiveShard, kLiveShards> live_;
 
   std::mutex ready_mu_;
   std::condition_variable ready_cv_;

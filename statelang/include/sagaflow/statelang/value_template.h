@@ -16,8 +16,10 @@ namespace sagaflow::statelang {
 class ValueTemplate {
  public:
   // Compiles `value`. On error the Status message starts with the JSON pointer of the bad leaf
-  // relative to `value` ("" for the value itself), then ": ".
-  static Result<ValueTemplate> Compile(const OrderedJson& value);
+  // relative to `value` ("" for the value itself), then ": ". When `bad_pointer` is given, it
+  // also receives that pointer alone (keys may themselves contain ": ").
+  static Result<ValueTemplate> Compile(const OrderedJson& value,
+                                       std::string* bad_pointer = nullptr);
 
   // Builds the value against `env`. Map entries whose value is null are dropped, as Seata
   // does for Input maps; list elements are kept.
@@ -26,6 +28,9 @@ class ValueTemplate {
   bool is_constant() const { return kind_ == Kind::kConstant; }
 
  private:
+  // Compiles `value`; on error `pointer` holds the bad leaf's pointer and the Status its message.
+  static Result<ValueTemplate> CompileAt(const OrderedJson& value, std::string& pointer);
+
   enum class Kind { kConstant, kExpression, kObject, kArray };
   Kind kind_ = Kind::kConstant;
   Json constant_;

@@ -86,6 +86,22 @@ struct Adapter<R(TaskContext&, A...)> {
   }
 };
 
+// R(TaskContext&, const Json&): the plain form, passed through.
+template <typename R>
+struct Adapter<R(TaskContext&, const Json&)> {
+  template <typename F>
+  static TaskFn Wrap(F f) {
+    return [f = std::move(f)](TaskContext& ctx, const Json& args) mutable -> Json {
+      if constexpr (std::is_void_v<R>) {
+        f(ctx, args);
+        return Json(nullptr);
+      } else {
+        return Json(f(ctx, args));
+      }
+    };
+  }
+};
+
 template <typename T>
 struct Signature : Signature<decltype(&T::operator())> {};
 template <typename C, typename R, typename... A>
@@ -104,6 +120,11 @@ template <typename R, typename... A>
 struct Signature<R(A...)> {
   using type = R(A...);
 };
+
+template <typename F, typename = void>
+struct HasSignature : std::false_type {};
+template <typename F>
+struct HasSignature<F, std::void_t<typename Signature<F>::type>> : std::true_type {};
 
 }  // namespace task_detail
 
@@ -128,12 +149,17 @@ class TaskRegistry {
   // `Receipt(TaskContext&, const Order&, int)`.
   template <typename F>
   void add(std::string_view name, F fn) {
-    if constexpr (std::is_constructible_v<TaskFn, F> &&
-                  std::is_invocable_r_v<Json, F&, TaskContext&, const Json&>) {
-      Insert(name, TaskFn(std::move(fn)));
-    } else {
-      using Sig = typename task_detail::Signature<std::decay_t<F>>::type;
+    using D = std::decay_t<F>;
+    if constexpr (task_detail::HasSignature<D>::value) {
+      // Chosen by the declared parameter types: a (TaskContext&, int) task must not be taken
+      // for the plain form just because a Json converts to int.
+      using Sig = typename task_detail::Signature<D>::type;
       Insert(name, task_detail::Adapter<Sig>::Wrap(std::move(fn)));
+    } else {
+      // A generic callable (auto parameters) is called in the plain form.
+      static_assert(std::is_invocable_v<F&, TaskContext&, const Json&>,
+                    "a task is callable as (TaskContext&, const Json&) or has typed parameters");
+      Insert(name, task_detail::Adapter<Json(TaskContext&, const Json&)>::Wrap(std::move(fn)));
     }
   }
 

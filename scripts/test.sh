@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds with warnings as errors, runs the unit
+# tests and the statelang conformance suite against the built binary, then builds and runs the
+# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+conformance=../shared/conformance/run.py
+
+scripts/install-deps.sh test
+
+echo "== release build"
+cmake --preset release >/dev/null
+cmake --build --preset release
+echo "== unit tests"
+ctest --preset release
+echo "== conformance suite"
+[ -f "$conformance" ] || { echo "error: $conformance not found" >&2; exit 1; }
+python3 "$conformance" build/release/server/sagaflow
+
+echo "== ASan + UBSan build"
+cmake --preset asan >/dev/null
+cmake --build --preset asan
+echo "== unit tests under ASan + UBSan"
+ctest --preset asan
+echo "all tests passed"
