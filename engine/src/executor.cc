@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <spdlog/spdlog.h>
+
 #include "sagaflow/statelang/loader.h"
 
 namespace sagaflow::engine {
@@ -395,6 +397,8 @@ bool Executor::Persist(Live& live, const Step& step) {
     return true;
   }
   // Nothing is acted on until it is stored: keep the step and try again after a backoff.
+  spdlog::warn("instance {}: the store refused a write ({}); retrying", live.record.id.str(),
+               s.ToString());
   live.write_backoff = live.write_backoff == Duration::zero()
                            ? options_.store_retry_initial
                            : std::min(live.write_backoff * 2, options_.store_retry_max);
@@ -404,10 +408,22 @@ bool Executor::Persist(Live& live, const Step& step) {
 
 TaskOutcome Executor::Invoke(Live& live, const TaskFn& fn, int execution) {
   const StateExecution& e = live.record.executions[static_cast<std::size_t>(execution)];
-  TaskContext ctx(live.record.id, e.state, e.attempts, e.idempotency_key, std::nullopt,
+  const auto& timeout = live.flow->machine->state(e.state_index).service_task().timeout_seconds;
+  std::optional<TimePoint> deadline;
+  if (timeout) deadline = clock_.Now() + SecondsToDuration(*timeout);
+  TaskContext ctx(live.record.id, e.state, e.attempts, e.idempotency_key, deadline,
                   stop_source_.get_token());
   TaskOutcome out;
   out.ok = InvokeTask(fn, ctx, e.input, out.result, out.failure);
+  if (deadline && clock_.Now() > *deadline) {
+    // The result came too late to be trusted as the step's outcome (the task may still have
+    // acted: a for-update state ends UN, as for any error).
+    out.ok = false;
+    out.result = nullptr;
+    out.failure = TaskFailure{std::string(ErrorTypes::kTimeoutError),
+                              "the task did not return within TimeoutSeconds (" +
+                                  Json(*timeout).dump() + " s)"};
+  }
   return out;
 }
 

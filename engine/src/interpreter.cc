@@ -31,25 +31,23 @@ RunStatus FromStepStatus(StepStatus s) {
 // What expressions see of the engine while one step is decided.
 class StepHost final : public statelang::ExpressionHost {
  public:
-  StepHost(const ErrorTypes& errors, const TaskFailure* error, const InstanceRecord& record,
-           int execution)
-      : errors_(errors), error_(error), record_(record), execution_(execution) {}
+  StepHost(const ErrorTypes& errors, const TaskFailure* error, InstanceRecord& record)
+      : errors_(errors), error_(error), record_(record) {}
 
   bool CurrentErrorMatches(std::string_view type) const override {
     return error_ != nullptr && errors_.IsA(error_->type, type);
   }
-  // Deterministic, so that the interpreter stays a pure function: unique because instance ids
+  // "<instance id>-<n>", n counting the values this instance has issued (kept in its cursor).
+  // Deterministic, so that the interpreter stays a pure function; unique because instance ids
   // are.
   std::string NextSequence(std::string_view, std::string_view) const override {
-    return record_.id.str() + "-" + std::to_string(execution_) + "-" + std::to_string(++seq_);
+    return record_.id.str() + "-" + std::to_string(++record_.cursor.sequences_issued);
   }
 
  private:
   const ErrorTypes& errors_;
   const TaskFailure* error_;
-  const InstanceRecord& record_;
-  int execution_;
-  mutable int seq_ = 0;
+  InstanceRecord& record_;
 };
 
 // splitmix64 finaliser: a deterministic hash for jitter.
@@ -140,15 +138,22 @@ class Interpreter::Run {
     e.for_update = t.for_update;
     e.retry_counts.assign(t.retry.size(), 0);
     e.started_at = now_;
-    int visit = 0;
-    for (const StateExecution& prev : r_.executions) {
-      if (prev.state_index == s && prev.epoch == e.epoch && prev.retried_for < 0) ++visit;
-    }
     std::string& key = e.idempotency_key;
-    key.reserve(r_.id.str().size() + state.name.size() + 16);
-    key.append(r_.id.str()).append(1, ':').append(state.name).append(1, ':');
-    key.append(std::to_string(e.epoch));
-    if (visit > 0) key.append(1, ':').append(std::to_string(visit));
+    if (kind == ExecutionKind::kCompensation) {
+      // One logical undo per forward execution: re-running a failed compensation keeps the key.
+      const std::string& forward = r_.executions[static_cast<std::size_t>(compensates)].idempotency_key;
+      key.reserve(forward.size() + state.name.size() + 1);
+      key.append(forward).append(1, '/').append(state.name);
+    } else {
+      int visit = 0;
+      for (const StateExecution& prev : r_.executions) {
+        if (prev.state_index == s && prev.epoch == e.epoch && prev.retried_for < 0) ++visit;
+      }
+      key.reserve(r_.id.str().size() + state.name.size() + 16);
+      key.append(r_.id.str()).append(1, ':').append(state.name).append(1, ':');
+      key.append(std::to_string(e.epoch));
+      if (visit > 0) key.append(1, ':').append(std::to_string(visit));
+    }
     r_.executions.push_back(std::move(e));
     return static_cast<int>(r_.executions.size()) - 1;
   }
@@ -160,7 +165,7 @@ class Interpreter::Run {
     const ServiceTaskState& t = m_.state(e.state_index).service_task();
     r_.cursor.active_execution = id;
     r_.cursor.idle_transitions = 0;
-    StepHost host(errors_, nullptr, r_, id);
+    StepHost host(errors_, nullptr, r_);
     EvalEnv env{&r_.context.get(), &host};
     Json args = Json::array();
     for (std::size_t i = 0; i < t.input.size(); ++i) {
@@ -203,7 +208,7 @@ class Interpreter::Run {
     if (!outcome.ok) failure = std::move(outcome.failure);
     if (outcome.ok) {
       // Output first (Seata applies it whenever the task returned), then Status.
-      StepHost host(errors_, nullptr, r_, id);
+      StepHost host(errors_, nullptr, r_);
       EvalEnv env{&outcome.result, &host};
       for (const auto& [key, value] : t.output) {
         auto v = value.Render(env);
@@ -255,7 +260,7 @@ class Interpreter::Run {
                           t.for_compensation;
     RunStatus on_error = may_have_acted ? RunStatus::kUnknown : RunStatus::kFailed;
     if (t.status.empty()) return error ? on_error : RunStatus::kSucceeded;
-    StepHost host(errors_, error, r_, e.id);
+    StepHost host(errors_, error, r_);
     for (const statelang::StatusRule& rule : t.status) {
       if (rule.condition.form() == Expression::Form::kExceptionMatch) {
         if (error && errors_.IsA(error->type, rule.condition.exception_type())) {
@@ -315,7 +320,7 @@ class Interpreter::Run {
 
   Result<StateIndex> Choose(const State& s) {
     const ChoiceState& c = s.choice();
-    StepHost host(errors_, r_.cursor.caught ? &*r_.cursor.caught : nullptr, r_, -1);
+    StepHost host(errors_, r_.cursor.caught ? &*r_.cursor.caught : nullptr, r_);
     EvalEnv env{&r_.context.get(), &host};
     for (std::size_t i = 0; i < c.choices.size(); ++i) {
       auto holds = c.choices[i].condition.EvaluateCondition(env);
@@ -632,9 +637,11 @@ Result<Step> Interpreter::Skip(InstanceRecord& record, const StateMachine& machi
   Run run(errors_, record, machine, now);
   int last = run.LastForward();
   if (last < 0 || record.executions[last].status == RunStatus::kSucceeded) {
-    return FailedPrecondition("instance " + record.id.str() +
-                              " has no failed state to skip (the last state succeeded); use "
-                              "forward to route on from it");
+    return FailedPrecondition(
+        "instance " + record.id.str() + " has no failed state to skip" +
+        (last < 0 ? std::string(" (no task state ran)")
+                  : " (the last state, '" + record.executions[last].state.str() +
+                        "', succeeded); use forward to route on from it"));
   }
   run.BeginOperation(patch);
   record.status = RunStatus::kRunning;

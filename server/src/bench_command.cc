@@ -28,8 +28,15 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   auto machine = PickFlow(*flows, scenario->flow);
   if (!machine) return kExitInvalid;
 
-  // The scenario's mocks, and the binary's own tasks for services the scenario does not mock.
+  // The scenario's mocks, and the binary's own tasks (and error types) for services the scenario
+  // does not mock.
   TaskRegistry registry;
+  for (const auto& [name, parent] : base.errors().UserDefined()) {
+    if (Status s = registry.errors().Define(name, parent); !s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+  }
   if (Status s = server::DefineErrors(*scenario, registry.errors()); !s.ok()) {
     std::cerr << args.scenario << ": " << s.message() << "\n";
     return kExitInvalid;

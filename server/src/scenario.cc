@@ -222,7 +222,8 @@ Result<Scenario> LoadScenarioFile(const std::string& path) {
 
 Status MockSet::Install(const std::map<std::string, Json>& mocks, TaskRegistry& registry) {
   for (const auto& [name, def] : mocks) {
-    SAGAFLOW_ASSIGN_OR_RETURN(std::vector<MockRule> rules, CompileMock(def, "/mocks/" + name));
+    SAGAFLOW_ASSIGN_OR_RETURN(std::vector<MockRule> rules,
+                              CompileMock(def, "/mocks/" + PointerToken(name)));
     auto service = std::make_shared<MockService>(std::move(rules));
     registry.add(name, [service](TaskContext&, const Json& args) -> Json {
       return service->Call(args);
@@ -239,9 +240,25 @@ std::map<std::string, std::uint64_t> MockSet::Calls() const {
 }
 
 Status DefineErrors(const Scenario& scenario, ErrorTypes& errors) {
-  for (const auto& [name, parent] : scenario.errors) {
-    Status s = errors.Define(name, parent);
-    if (!s.ok()) return InvalidArgument("/errors/" + name + ": " + s.message());
+  // JSON objects have no order to rely on: define a type once its parent is known, in rounds.
+  std::vector<std::pair<std::string, std::string>> pending = scenario.errors;
+  while (!pending.empty()) {
+    std::vector<std::pair<std::string, std::string>> later;
+    Status first_error;
+    for (const auto& [name, parent] : pending) {
+      Status s = errors.Define(name, parent);
+      if (s.ok()) continue;
+      if (s.code() == StatusCode::kInvalidArgument) {  // the parent is not defined (yet)
+        later.emplace_back(name, parent);
+        if (first_error.ok()) {
+          first_error = InvalidArgument("/errors/" + PointerToken(name) + ": " + s.message());
+        }
+        continue;
+      }
+      return InvalidArgument("/errors/" + PointerToken(name) + ": " + s.message());
+    }
+    if (later.size() == pending.size()) return first_error;  // no progress: unknown parents
+    pending = std::move(later);
   }
   return Status::Ok();
 }

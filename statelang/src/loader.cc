@@ -275,6 +275,21 @@ class Validator {
     return it->second;
   }
 
+  // A required `Next` (of a catcher or a choice): present, a string, a defined state.
+  StateIndex RequiredTarget(const OrderedJson& obj, const std::string& ptr,
+                            const std::string& key) {
+    auto it = obj.find(key);
+    if (it == obj.end()) {
+      Error(Join(ptr, key), "missing required key '" + key + "'");
+      return kNoState;
+    }
+    if (it->is_null()) {
+      Error(Join(ptr, key), "must be a state name, found null");
+      return kNoState;
+    }
+    return OptionalTarget(obj, ptr, key);
+  }
+
   StateIndex OptionalTarget(const OrderedJson& obj, const std::string& ptr,
                             const std::string& key) {
     auto it = obj.find(key);
@@ -395,7 +410,7 @@ class Validator {
         "Type", "Comment", "Next", "ServiceName", "ServiceMethod", "ServiceType",
         "CompensateState", "IsForCompensation", "IsForUpdate", "IsPersist", "IsAsync", "Input",
         "Output", "Status", "Retry", "Catch", "Loop", "ParameterTypes", "IsRetryPersistModeUpdate",
-        "IsCompensatePersistModeUpdate"};
+        "IsCompensatePersistModeUpdate", "TimeoutSeconds"};
     WarnUnknownKeys(v, ptr, kKeys);
     ServiceTaskState t;
     t.service_name = RequiredString(v, ptr, "ServiceName");
@@ -406,6 +421,7 @@ class Validator {
                    t.compensate_state != kNoState;
     OptionalBool(v, ptr, "IsForCompensation");
     t.persist = OptionalBool(v, ptr, "IsPersist").value_or(true);
+    t.timeout_seconds = Number(v, ptr, "TimeoutSeconds", 0, /*min_exclusive=*/true);
     OptionalBool(v, ptr, "IsRetryPersistModeUpdate");
     OptionalBool(v, ptr, "IsCompensatePersistModeUpdate");
     if (OptionalBool(v, ptr, "IsAsync").value_or(false)) {
@@ -413,7 +429,7 @@ class Validator {
             "async steps are not supported by this version of sagaflow; remove IsAsync or set "
             "it to false");
     }
-    if (v.contains("Loop")) {
+    if (auto loop = v.find("Loop"); loop != v.end() && !loop->is_null()) {
       Error(Join(ptr, "Loop"), "Loop is not supported by this version of sagaflow");
     }
 
@@ -502,11 +518,7 @@ class Validator {
           WarnUnknownKeys(c, p, {"Exceptions", "Next"});
           CatchRule rule;
           rule.exceptions = ExceptionList(c, p, /*required=*/true);
-          if (!c.contains("Next")) {
-            Error(Join(p, "Next"), "missing required key 'Next'");
-          } else {
-            rule.next = OptionalTarget(c, p, "Next");
-          }
+          rule.next = RequiredTarget(c, p, "Next");
           t.catches.push_back(std::move(rule));
         }
       }
@@ -586,11 +598,7 @@ class Validator {
           choice.condition = std::move(compiled).value();
         }
       }
-      if (!ch.contains("Next")) {
-        Error(Join(p, "Next"), "missing required key 'Next'");
-      } else {
-        choice.next = OptionalTarget(ch, p, "Next");
-      }
+      choice.next = RequiredTarget(ch, p, "Next");
       c.choices.push_back(std::move(choice));
     }
     return c;

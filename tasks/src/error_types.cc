@@ -40,6 +40,7 @@ Status ErrorTypes::Define(std::string_view name, std::string_view parent) {
     return AlreadyExists("error type '" + std::string(name) + "' is already defined with parent '" +
                          (it->second.empty() ? std::string("(none)") : it->second) + "'");
   }
+  defined_.emplace_back(std::string(name), p);
   parent_.emplace(std::string(name), std::move(p));
   return Status::Ok();
 }
@@ -65,6 +66,11 @@ bool ErrorTypes::IsA(std::string_view type, std::string_view ancestor) const {
 std::string ErrorTypes::Canonical(std::string_view name) const {
   std::shared_lock lock(mu_);
   return std::string(ResolveLocked(name));
+}
+
+std::vector<std::pair<std::string, std::string>> ErrorTypes::UserDefined() const {
+  std::shared_lock lock(mu_);
+  return defined_;
 }
 
 std::vector<std::string> ErrorTypes::Lineage(std::string_view type) const {

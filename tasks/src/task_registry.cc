@@ -34,8 +34,8 @@ bool InvokeTask(const TaskFn& fn, TaskContext& ctx, const Json& args, Json& resu
                           e.message()};
   } catch (const nlohmann::json::exception& e) {
     failure = TaskFailure{std::string(ErrorTypes::kError),
-                          "task '" + ctx.state_name().str() +
-                              "': arguments or result do not convert: " + e.what()};
+                          "state '" + ctx.state_name().str() +
+                              "': the task's arguments or result do not convert: " + e.what()};
   } catch (const std::exception& e) {
     failure = TaskFailure{std::string(ErrorTypes::kError), e.what()};
   } catch (...) {

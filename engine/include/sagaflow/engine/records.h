@@ -106,6 +106,7 @@ struct Cursor {
   int epoch = 0;
   int run_first_execution = 0;  // first execution of the current run or operation
   int idle_transitions = 0;     // routing steps since the last task (guards Choice loops)
+  std::int64_t sequences_issued = 0;  // `$Sequence` values this instance has produced
 };
 
 // An instance as the store keeps it.

@@ -52,7 +52,7 @@ struct ScenarioOperation {
 struct Scenario {
   std::string flow;  // "" for the first flow given
   Json input = Json::object();
-  std::vector<std::pair<std::string, std::string>> errors;  // name -> parent, in file order
+  std::vector<std::pair<std::string, std::string>> errors;  // name -> parent
   std::map<std::string, Json> mocks;                          // service -> mock definition
   std::vector<ScenarioOperation> then;
 };
@@ -77,7 +77,8 @@ class MockSet {
   std::vector<std::pair<std::string, std::shared_ptr<MockService>>> all_;
 };
 
-// Defines a scenario's error types in order (a parent must come before its children).
+// Defines a scenario's error types, each after its parent whatever their order in the file.
+// Errors name /errors/<type> (an unknown parent, a conflicting redefinition).
 Status DefineErrors(const Scenario& scenario, ErrorTypes& errors);
 
 }  // namespace sagaflow::server

@@ -54,6 +54,8 @@ struct ServiceTaskState {
   bool for_update = false;        // forced true when CompensateState is set
   bool for_compensation = false;  // true when another state names this one as CompensateState
   bool persist = true;
+  // sagaflow extension: a result that arrives later than this counts as a TimeoutError.
+  std::optional<double> timeout_seconds;
   std::vector<ValueTemplate> input;                              // positional arguments
   std::vector<std::pair<std::string, ValueTemplate>> output;     // context key -> value
   std::vector<StatusRule> status;                                // first true wins

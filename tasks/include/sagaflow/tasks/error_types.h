@@ -30,8 +30,9 @@ class ErrorTypes {
 
   ErrorTypes();
 
-  // Adds `name` as a child of `parent` (which must be known). Redefining a type with the same
-  // parent is a no-op; with a different parent, or redefining a built-in, is kAlreadyExists.
+  // Adds `name` as a child of `parent` (which must be known). Redefining a type (built-in or
+  // not) with the parent it has is a no-op; with a different parent it is kAlreadyExists, as is
+  // defining a Java alias.
   Status Define(std::string_view name, std::string_view parent);
 
   // True when `type` is `ancestor` or descends from it (aliases resolved on both sides).
@@ -43,12 +44,16 @@ class ErrorTypes {
   // `type` and its ancestors, nearest first, ending with Error.
   std::vector<std::string> Lineage(std::string_view type) const;
 
+  // The types defined with Define, parents before children, as (name, parent).
+  std::vector<std::pair<std::string, std::string>> UserDefined() const;
+
  private:
   std::string_view ResolveLocked(std::string_view name) const;
 
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, std::string> parent_;  // type -> parent ("" for Error)
   std::unordered_map<std::string, std::string> alias_;
+  std::vector<std::pair<std::string, std::string>> defined_;  // in definition order
 };
 
 }  // namespace sagaflow

@@ -30,7 +30,7 @@ MATCHER_P(StatusIs, code, "has status code " + std::string(StatusCodeName(code))
 // EXPECT_THAT(op, StatusIs(StatusCode::kConflict, HasSubstr("business key")));
 MATCHER_P2(StatusIs, code, message_matcher, "") {
   const Status& s = GetStatus(arg);
-  if (s.code() != code) {
+  if (!::testing::MatcherCast<StatusCode>(code).Matches(s.code())) {
     *result_listener << "status is " << s.ToString();
     return false;
   }
