@@ -167,12 +167,17 @@ Result<std::shared_ptr<const Executor::Flow>> Executor::FlowForRecord(const Inst
 
 Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMachine>& machine,
                                            Json input, const StartOptions& options) {
+  return StartInstance(machine, SharedJson(std::move(input)), options);
+}
+
+Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMachine>& machine,
+                                           SharedJson input, const StartOptions& options) {
   if (!started_) return FailedPrecondition("executor not started");
   if (stop_source_.stop_requested()) return Cancelled("executor is stopping");
   if (input.is_null()) input = Json::object();
-  if (!input.is_object()) {
+  if (!input->is_object()) {
     return InvalidArgument("the input of an instance must be a JSON object, found " +
-                           std::string(input.type_name()));
+                           std::string(input->type_name()));
   }
   SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<const Flow> flow, FlowFor(machine));
   auto live = std::make_shared<Live>();
@@ -388,8 +393,8 @@ Status Executor::RunUntilIdle() {
   }
 }
 
-bool Executor::Persist(Live& live, const Step& step) {
-  live.record.updated_at = clock_.Now();
+bool Executor::Persist(Live& live, const Step& step, TimePoint now) {
+  live.record.updated_at = now;
   Status s = store_.WriteInstance(
       InstanceWrite{&live.record, step.changed_executions, step.context_changed});
   if (s.ok()) {
@@ -432,18 +437,19 @@ void Executor::Drive(Work work) {
   Live& l = *live;
   const StateMachine& machine = *l.flow->machine;
   Step step;
+  TimePoint now = clock_.Now();  // one reading per decision, shared by the step and its write
   switch (work.event) {
-    case Event::kStart: step = interpreter_.Start(l.record, machine, clock_.Now()); break;
-    case Event::kRetryDue: step = interpreter_.OnRetryDue(l.record, machine, clock_.Now()); break;
+    case Event::kStart: step = interpreter_.Start(l.record, machine, now); break;
+    case Event::kRetryDue: step = interpreter_.OnRetryDue(l.record, machine, now); break;
     case Event::kPending:
       step = std::move(*l.pending);
       l.pending.reset();
       break;
   }
   while (true) {
-    if (!Persist(l, step)) {
+    if (!Persist(l, step, now)) {
       if (stop_source_.stop_requested()) return;
-      AddTimer(clock_.Now() + l.write_backoff, Work{live, Event::kPending});
+      AddTimer(now + l.write_backoff, Work{live, Event::kPending});
       return;
     }
     switch (step.decision.kind) {
@@ -459,7 +465,8 @@ void Executor::Drive(Work work) {
         }
         if (stop_source_.stop_requested()) return;  // left RU in the store; recovery resumes
         TaskOutcome outcome = Invoke(l, *fn, step.decision.execution);
-        step = interpreter_.OnTaskDone(l.record, machine, std::move(outcome), clock_.Now());
+        now = clock_.Now();
+        step = interpreter_.OnTaskDone(l.record, machine, std::move(outcome), now);
         continue;
       }
       case Decision::Kind::kWait:

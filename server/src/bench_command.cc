@@ -66,11 +66,12 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   std::condition_variable cv;
   Status start_error;  // guarded by mu
   engine::Executor* exec = nullptr;
+  const SharedJson input(scenario->input);  // every instance starts from the same input
 
   auto start_next = [&]() {
     std::size_t i = started.fetch_add(1);
     if (i >= args.instances) return;
-    auto id = exec->StartInstance(machine, scenario->input);
+    auto id = exec->StartInstance(machine, input);
     if (!id.ok()) {
       std::lock_guard lock(mu);
       start_error = Status(id.status().code(), "starting instance " + std::to_string(i) + ": " +

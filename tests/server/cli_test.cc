@@ -342,6 +342,26 @@ TEST_F(CliTest, SimulateExhaustedRetriesEndInTheCatch) {
   EXPECT_DOUBLE_EQ(out["virtualSeconds"].get<double>(), 26.0);
 }
 
+TEST_F(CliTest, SimulateVirtualSecondsCoverTheOperations) {
+  std::string flow = Write("retry.json", kRetryFlow);
+  // The first run gives up after 2 + 6 + 18 s; forward fails once more, waits 2 s, succeeds.
+  std::string scenario = Write("scenario.json", R"({
+    "input": {"a": 1},
+    "errors": {"DemoException": "Error"},
+    "mocks": {"svc.flaky": {"throw": "DemoException"}},
+    "then": [{"op": "forward",
+              "mocks": {"svc.flaky": [{"throw": "DemoException"}, {"echo": 0}]}}]
+  })");
+  Json out = SimulateJson({flow}, scenario);
+  EXPECT_EQ(out["status"], "FA");
+  ASSERT_EQ(out["operations"].size(), 1u);
+  EXPECT_EQ(out["operations"][0]["status"], "SU");
+  ASSERT_EQ(out["operations"][0]["trace"].size(), 1u);
+  EXPECT_EQ(out["operations"][0]["trace"][0]["attempts"], 2);
+  EXPECT_EQ(out["calls"]["svc.flaky"], 6);
+  EXPECT_DOUBLE_EQ(out["virtualSeconds"].get<double>(), 28.0);
+}
+
 TEST_F(CliTest, SimulateThenForwardWithReplacedMocks) {
   std::string flow = Write("one.json", kOneStepFlow);
   std::string scenario = Write("scenario.json", R"({
@@ -531,7 +551,9 @@ TEST_F(CliTest, SimulateHumanOutputShowsTheTraceAndFinalStatus) {
   EXPECT_FALSE(Json::accept(r.out));
 }
 
-TEST_F(CliTest, SimulateHumanOutputShowsARefusedOperation) {
+TEST_F(CliTest, SimulateHumanOutputShowsOperations) {
+  // The warehouse answers false: the flow fails without compensating; `compensate` then undoes
+  // the fulfil order.
   std::string scenario = FulfillScenario("scenario.json", R"({
     "fulfillSagaService.createFulfillOrder": {"return": true},
     "wmsSageService.pickGoods": {"return": false},
@@ -542,8 +564,27 @@ TEST_F(CliTest, SimulateHumanOutputShowsARefusedOperation) {
   })", R"(, "then": [{"op": "compensate"}])");
   CliRun r = Sagaflow({"simulate", "--flow", kFulfillFlow, "--scenario", scenario});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("then compensate"));
-  EXPECT_THAT(r.out, HasSubstr("status "));
+  std::size_t then = r.out.find("then compensate");
+  ASSERT_NE(then, std::string::npos) << r.out;
+  EXPECT_LT(r.out.find("WmsService"), then) << r.out;
+  EXPECT_GT(r.out.find("CreateFulfillOrderCompensate"), then) << r.out;
+  EXPECT_THAT(r.out.substr(then), HasSubstr("compensationStatus SU"));
+}
+
+TEST_F(CliTest, SimulateHumanOutputShowsARefusedOperation) {
+  std::string scenario = FulfillScenario("scenario.json", R"({
+    "fulfillSagaService.createFulfillOrder": {"return": true},
+    "wmsSageService.pickGoods": {"return": true},
+    "tmsSagaService.sendOut": {"throw": "CarrierUnavailable", "message": "503"},
+    "fulfillSagaService.createFulfillOrderCompensate": {"return": true},
+    "wmsSageService.pickGoodsCompensate": {"return": true},
+    "tmsSagaService.sendOutCompensate": {"return": true}
+  })", R"(, "then": [{"op": "forward"}])");
+  CliRun r = Sagaflow({"simulate", "--flow", kFulfillFlow, "--scenario", scenario});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.err;
+  std::size_t then = r.out.find("then forward");
+  ASSERT_NE(then, std::string::npos) << r.out;
+  EXPECT_THAT(r.out.substr(then), HasSubstr("refused"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -668,6 +709,12 @@ TEST_F(CliTest, HelpListsCommandsAndExitCodes) {
                            HasSubstr("bench")));
   EXPECT_THAT(r.out, HasSubstr("Exit codes"));
   EXPECT_THAT(r.out, AllOf(HasSubstr("0  "), HasSubstr("1  "), HasSubstr("2  ")));
+}
+
+TEST_F(CliTest, VersionIsExitZero) {
+  CliRun r = Sagaflow({"--version"});
+  EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sagaflow"));
 }
 
 TEST_F(CliTest, CommandHelpListsItsOptions) {

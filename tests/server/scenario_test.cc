@@ -237,6 +237,24 @@ TEST(ScenarioTest, NamesTheBranchOfABadNestedRule) {
               StartsWith("/mocks/svc.m/1/then: "));
 }
 
+// `levels` if rules nested in each other's `then`, ending in a return.
+std::string NestedIfs(int levels) {
+  std::string rule = R"({"return": "deep"})";
+  for (int i = 0; i < levels; ++i) {
+    rule = R"({"if": "true", "then": )" + rule + R"(, "else": {"return": "shallow"}})";
+  }
+  return rule;
+}
+
+TEST(ScenarioTest, AcceptsNestedIfs) {
+  EXPECT_THAT(ParseScenario(WithMock(NestedIfs(10))), IsOk());
+}
+
+TEST(ScenarioTest, RefusesIfsNestedTooDeeply) {
+  std::string m = ParseError(WithMock(NestedIfs(60)));
+  EXPECT_THAT(m, StartsWith("/mocks/svc.m/then/then/"));
+}
+
 TEST(ScenarioTest, RefusesAnEmptyListOfRules) {
   std::string m = ParseError(WithMock("[]"));
   EXPECT_THAT(m, StartsWith("/mocks/svc.m: "));
@@ -403,6 +421,11 @@ TEST(MockServiceTest, IfPerCallInAList) {
   EXPECT_EQ(s.Call(Json::array({1})), "first");
   EXPECT_EQ(s.Call(Json::array({1})), "one");
   EXPECT_EQ(s.Call(Json::array({2})), "other");
+}
+
+TEST(MockServiceTest, NestedIfsResolveToTheLeaf) {
+  MockService s = ServiceOf(NestedIfs(10));
+  EXPECT_EQ(s.Call(Json::array()), "deep");
 }
 
 TEST(MockServiceTest, AConditionThatFailsToEvaluateIsATaskError) {

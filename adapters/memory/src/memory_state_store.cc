@@ -1,11 +1,42 @@
 #include "sagaflow/adapters/memory/memory_state_store.h"
 
 #include <algorithm>
+#include <atomic>
 
 namespace sagaflow::adapters {
 
 using engine::DefinitionRecord;
 using engine::InstanceRecord;
+
+namespace {
+
+std::atomic<std::uint64_t> next_generation{1};
+
+// The last record this thread wrote. Records are never removed and unordered_map nodes never
+// move, so the pointer stays valid as long as the store with that generation lives.
+struct LastWritten {
+  std::uint64_t generation = 0;
+  void* shard = nullptr;
+  InstanceRecord* record = nullptr;
+};
+thread_local LastWritten last_written;
+
+}  // namespace
+
+MemoryStateStore::MemoryStateStore() : generation_(next_generation.fetch_add(1)) {}
+
+std::pair<MemoryStateStore::Shard*, InstanceRecord*> MemoryStateStore::Locate(
+    const InstanceId& id) {
+  if (last_written.generation == generation_ && last_written.record->id == id) {
+    return {static_cast<Shard*>(last_written.shard), last_written.record};
+  }
+  Shard& shard = ShardFor(id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.instances.find(id);
+  if (it == shard.instances.end()) return {nullptr, nullptr};
+  last_written = LastWritten{generation_, &shard, &it->second};
+  return {&shard, &it->second};
+}
 
 MemoryStateStore::Shard& MemoryStateStore::ShardFor(const InstanceId& id) {
   return shards_[std::hash<InstanceId>{}(id) % kShards];
@@ -64,11 +95,10 @@ Result<InstanceId> MemoryStateStore::CreateInstance(const InstanceRecord& record
 
 Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
   const InstanceRecord& src = *write.record;
-  Shard& shard = ShardFor(src.id);
-  std::lock_guard lock(shard.mu);
-  auto it = shard.instances.find(src.id);
-  if (it == shard.instances.end()) return NotFound("instance " + src.id.str() + " not found");
-  InstanceRecord& dst = it->second;
+  auto [shard, found] = Locate(src.id);
+  if (!found) return NotFound("instance " + src.id.str() + " not found");
+  std::lock_guard lock(shard->mu);
+  InstanceRecord& dst = *found;
   dst.status = src.status;
   dst.compensation_status = src.compensation_status;
   dst.error = src.error;

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <compare>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <utility>
@@ -45,5 +47,21 @@ template <typename Tag>
 struct std::hash<sagaflow::StrongString<Tag>> {
   std::size_t operator()(const sagaflow::StrongString<Tag>& s) const noexcept {
     return std::hash<std::string>{}(s.str());
+  }
+};
+
+// Instance ids are hashed on every store write: the last 8 characters of a ULID are random,
+// so they make a good hash at the cost of one load. Other ids (any string is accepted) use the
+// general string hash.
+template <>
+struct std::hash<sagaflow::InstanceId> {
+  std::size_t operator()(const sagaflow::InstanceId& id) const noexcept {
+    const std::string& s = id.str();
+    if (s.size() != 26) return std::hash<std::string>{}(s);
+    std::uint64_t tail;
+    std::memcpy(&tail, s.data() + 18, sizeof tail);
+    tail ^= tail >> 29;
+    tail *= 0xbf58476d1ce4e5b9ULL;
+    return static_cast<std::size_t>(tail ^ (tail >> 32));
   }
 };

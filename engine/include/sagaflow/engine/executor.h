@@ -75,6 +75,10 @@ class Executor {
   // when the input is the same, kConflict when it differs.
   Result<InstanceId> StartInstance(const std::shared_ptr<const statelang::StateMachine>& machine,
                                    Json input, const StartOptions& options = {});
+  // The same with an input shared with the caller (not copied: many instances may start from
+  // one input).
+  Result<InstanceId> StartInstance(const std::shared_ptr<const statelang::StateMachine>& machine,
+                                   SharedJson input, const StartOptions& options = {});
 
   // Waits until the instance's current run or operation finishes, or `timeout` passes
   // (kDeadlineExceeded). Returns the stored record.
@@ -127,7 +131,7 @@ class Executor {
   // Moves due timers to the ready queue; returns the next due time, if any.
   std::optional<TimePoint> ReleaseDueTimers();
   void Drive(Work work);
-  bool Persist(Live& live, const Step& step);
+  bool Persist(Live& live, const Step& step, TimePoint now);
   TaskOutcome Invoke(Live& live, const TaskFn& fn, int execution);
   void Finish(const std::shared_ptr<Live>& live, Status status);
 

@@ -15,7 +15,7 @@ namespace sagaflow::adapters {
 // instances are spread over shards so that writers of different instances rarely contend.
 class MemoryStateStore final : public engine::StateStore {
  public:
-  MemoryStateStore() = default;
+  MemoryStateStore();
 
   Status SaveDefinition(const engine::DefinitionRecord& def) override;
   Result<engine::DefinitionRecord> LoadDefinition(const std::string& name,
@@ -36,6 +36,12 @@ class MemoryStateStore final : public engine::StateStore {
   };
   Shard& ShardFor(const InstanceId& id);
   const Shard& ShardFor(const InstanceId& id) const;
+  // The stored record of `id` and its shard, or nulls. Remembers the last record each thread
+  // wrote, since an instance's steps are written one after another by the same thread.
+  std::pair<Shard*, engine::InstanceRecord*> Locate(const InstanceId& id);
+
+  // Distinguishes this store from any other that lived at the same address (for the cache).
+  const std::uint64_t generation_;
 
   std::array<Shard, kShards> shards_;
 
