@@ -57,6 +57,17 @@ int run(int argc, char** argv, TaskRegistry& registry) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
   bench->add_flag("--json", bench_args.json, "Print one JSON object");
 
+  auto is_command = [&app](const char* word) {
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      if (sub->check_name(word)) return true;
+    }
+    return false;
+  };
+  if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
+    std::cerr << "error: unknown command '" << argv[1]
+              << "'; commands: validate, simulate, graph, bench (see sagaflow --help)\n";
+    return kExitInvalid;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,5 +1,6 @@
 #include "sagaflow/server/scenario.h"
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -213,6 +214,10 @@ Result<Scenario> ParseScenario(const std::string& text) {
 }
 
 Result<Scenario> LoadScenarioFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return InvalidArgument("is a directory, not a scenario file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return InvalidArgument("cannot read the file");
   std::ostringstream buf;
@@ -239,25 +244,44 @@ std::map<std::string, std::uint64_t> MockSet::Calls() const {
   return out;
 }
 
+namespace {
+
+// Explains why none of `stuck` can be defined: a type whose parent is nowhere, or a cycle.
+Status Stuck(const std::vector<std::pair<std::string, std::string>>& stuck) {
+  std::map<std::string, std::string> parent_of(stuck.begin(), stuck.end());
+  for (const auto& [name, parent] : stuck) {
+    if (!parent_of.count(parent)) {
+      return InvalidArgument("/errors/" + PointerToken(name) + ": the parent '" + parent +
+                             "' of error type '" + name + "' is not defined");
+    }
+  }
+  std::string cycle = stuck.front().first;
+  std::string cur = parent_of[cycle];
+  for (std::size_t i = 0; i < stuck.size() && cur != stuck.front().first; ++i) {
+    cycle += " -> " + cur;
+    cur = parent_of[cur];
+  }
+  cycle += " -> " + cur;
+  return InvalidArgument("/errors/" + PointerToken(stuck.front().first) +
+                         ": error types form a cycle (" + cycle + ")");
+}
+
+}  // namespace
+
 Status DefineErrors(const Scenario& scenario, ErrorTypes& errors) {
   // JSON objects have no order to rely on: define a type once its parent is known, in rounds.
   std::vector<std::pair<std::string, std::string>> pending = scenario.errors;
   while (!pending.empty()) {
     std::vector<std::pair<std::string, std::string>> later;
-    Status first_error;
     for (const auto& [name, parent] : pending) {
       Status s = errors.Define(name, parent);
       if (s.ok()) continue;
-      if (s.code() == StatusCode::kInvalidArgument) {  // the parent is not defined (yet)
-        later.emplace_back(name, parent);
-        if (first_error.ok()) {
-          first_error = InvalidArgument("/errors/" + PointerToken(name) + ": " + s.message());
-        }
-        continue;
+      if (s.code() != StatusCode::kInvalidArgument) {
+        return InvalidArgument("/errors/" + PointerToken(name) + ": " + s.message());
       }
-      return InvalidArgument("/errors/" + PointerToken(name) + ": " + s.message());
+      later.emplace_back(name, parent);  // the parent is not defined (yet)
     }
-    if (later.size() == pending.size()) return first_error;  // no progress: unknown parents
+    if (later.size() == pending.size()) return Stuck(later);
     pending = std::move(later);
   }
   return Status::Ok();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -821,6 +822,12 @@ LoadResult LoadStateMachine(std::string_view text) {
 }
 
 LoadResult LoadStateMachineFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    LoadResult r;
+    r.issues.push_back(Issue{Issue::Severity::kError, "", "is a directory, not a flow file"});
+    return r;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult r;

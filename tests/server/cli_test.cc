@@ -1,10 +1,11 @@
 // End-to-end tests of the `sagaflow` command line: each test runs the built binary.
 
-#include <sys/wait.h>
-#include <unistd.h>
+#include "sagaflow/server/cli.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -14,7 +15,6 @@
 #include <vector>
 
 #include "sagaflow/common/json.h"
-#include "sagaflow/server/cli.h"
 
 namespace sagaflow::cli {
 namespace {
@@ -56,7 +56,8 @@ std::string ShellQuote(const std::string& s) {
 const std::string kSourceDir = SAGAFLOW_SOURCE_DIR;
 const std::string kFulfillFlow = kSourceDir + "/flows/order_fulfill.json";
 const std::string kHappyScenario = kSourceDir + "/flows/scenarios/fulfill_happy.json";
-const std::string kSendOutFailsScenario = kSourceDir + "/flows/scenarios/fulfill_sendout_fails.json";
+const std::string kSendOutFailsScenario =
+    kSourceDir + "/flows/scenarios/fulfill_sendout_fails.json";
 
 // The mocks of the fulfilment flow, every one answering true.
 const char* const kFulfillMocks = R"({
@@ -161,7 +162,8 @@ class CliTest : public ::testing::Test {
                               const std::string& extra = "") {
     return Write(name, R"({"flow": "order_fulfill",
       "input": {"receiveFulfillRequest": {"orderId": "1001", "userId": "u-7"}},
-      "mocks": )" + mocks + extra + "}");
+      "mocks": )" + mocks + extra +
+                           "}");
   }
 
   fs::path dir_;
@@ -169,8 +171,9 @@ class CliTest : public ::testing::Test {
 
 std::vector<std::string> States(const Json& trace) {
   std::vector<std::string> out;
-  for (const Json& e : trace) out.push_back(e.value("state", "?") + "/" + e.value("kind", "?") +
-                                            "/" + e.value("status", "?"));
+  for (const Json& e : trace)
+    out.push_back(e.value("state", "?") + "/" + e.value("kind", "?") + "/" +
+                  e.value("status", "?"));
   return out;
 }
 
@@ -232,7 +235,8 @@ TEST_F(CliTest, ValidateReportsADirectory) {
 }
 
 TEST_F(CliTest, ValidateNamesTheFileOfTruncatedJson) {
-  std::string truncated = Write("truncated.json", R"({"Name": "x", "StartState": "A", "States": {)");
+  std::string truncated =
+      Write("truncated.json", R"({"Name": "x", "StartState": "A", "States": {)");
   CliRun r = Sagaflow({"validate", truncated});
   EXPECT_EQ(r.exit_code, kExitInvalid);
   EXPECT_THAT(r.err, AllOf(StartsWith(truncated + ": "), HasSubstr("JSON")));
@@ -261,9 +265,8 @@ TEST_F(CliTest, SimulateHappyPathPrintsTheContractFields) {
             (Json{{"orderId", "1001"}, {"userId", "u-7"}}));
 
   ASSERT_TRUE(out["trace"].is_array());
-  EXPECT_THAT(States(out["trace"]),
-              ElementsAre("FulfillService/forward/SU", "WmsService/forward/SU",
-                          "TmsService/forward/SU"));
+  EXPECT_THAT(States(out["trace"]), ElementsAre("FulfillService/forward/SU",
+                                                "WmsService/forward/SU", "TmsService/forward/SU"));
   for (const Json& e : out["trace"]) {
     EXPECT_EQ(e["attempts"], 1) << e.dump();
     EXPECT_FALSE(e.contains("compensates")) << e.dump();
@@ -281,12 +284,11 @@ TEST_F(CliTest, SimulateCompensatesNewestFirstWhenSendOutFails) {
   EXPECT_EQ(out["status"], "UN");
   EXPECT_EQ(out["compensationStatus"], "SU");
   EXPECT_EQ(out["errorCode"], "500");
-  EXPECT_THAT(States(out["trace"]),
-              ElementsAre("FulfillService/forward/SU",
-                          "WmsService/forward/SU", "TmsService/forward/UN",
-                          "TmsSendOutCompensate/compensation/SU",
-                          "WmsPickGoodsCompensate/compensation/SU",
-                          "CreateFulfillOrderCompensate/compensation/SU"));
+  EXPECT_THAT(
+      States(out["trace"]),
+      ElementsAre("FulfillService/forward/SU", "WmsService/forward/SU", "TmsService/forward/UN",
+                  "TmsSendOutCompensate/compensation/SU", "WmsPickGoodsCompensate/compensation/SU",
+                  "CreateFulfillOrderCompensate/compensation/SU"));
   const Json& trace = out["trace"];
   ASSERT_EQ(trace.size(), 6u);
   EXPECT_EQ(trace[3]["compensates"], "TmsService");
@@ -392,7 +394,8 @@ TEST_F(CliTest, SimulateReportsARefusedOperation) {
     "fulfillSagaService.createFulfillOrderCompensate": {"return": true},
     "wmsSageService.pickGoodsCompensate": {"return": true},
     "tmsSagaService.sendOutCompensate": {"return": true}
-  })", R"(, "then": [{"op": "forward"}])");
+  })",
+                                         R"(, "then": [{"op": "forward"}])");
   CliRun r = Sagaflow({"simulate", "--flow", kFulfillFlow, "--scenario", scenario, "--json"});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
   Json out = Json::parse(r.out, nullptr, false);
@@ -520,12 +523,22 @@ TEST_F(CliTest, SimulateUnknownStartFlowNamesIt) {
 }
 
 TEST_F(CliTest, SimulateUndefinedErrorParentNamesThePointer) {
-  std::string scenario = FulfillScenario("scenario.json", kFulfillMocks,
-                                         R"(, "errors": {"Orphan": "NoSuchParent"})");
+  std::string scenario =
+      FulfillScenario("scenario.json", kFulfillMocks, R"(, "errors": {"Orphan": "NoSuchParent"})");
   CliRun r = Sagaflow({"simulate", "--flow", kFulfillFlow, "--scenario", scenario, "--json"});
   EXPECT_EQ(r.exit_code, kExitInvalid);
-  EXPECT_THAT(r.err, AllOf(HasSubstr(scenario), HasSubstr("/errors/Orphan"),
-                           HasSubstr("NoSuchParent")));
+  EXPECT_THAT(r.err,
+              AllOf(HasSubstr(scenario), HasSubstr("/errors/Orphan"), HasSubstr("NoSuchParent")));
+}
+
+TEST_F(CliTest, SimulateUndefinedErrorParentBehindAChainNamesTheTypeThatHasIt) {
+  // AirTimeout's parent is in the scenario; CarrierError's parent is defined nowhere.
+  std::string scenario = FulfillScenario(
+      "scenario.json", kFulfillMocks,
+      R"(, "errors": {"AirTimeout": "CarrierError", "CarrierError": "NoSuchParent"})");
+  CliRun r = Sagaflow({"simulate", "--flow", kFulfillFlow, "--scenario", scenario, "--json"});
+  EXPECT_EQ(r.exit_code, kExitInvalid);
+  EXPECT_THAT(r.err, AllOf(HasSubstr("/errors/CarrierError"), HasSubstr("NoSuchParent")));
 }
 
 TEST_F(CliTest, SimulateHumanOutputShowsTheTraceAndFinalStatus) {
@@ -561,7 +574,8 @@ TEST_F(CliTest, SimulateHumanOutputShowsOperations) {
     "fulfillSagaService.createFulfillOrderCompensate": {"return": true},
     "wmsSageService.pickGoodsCompensate": {"return": true},
     "tmsSagaService.sendOutCompensate": {"return": true}
-  })", R"(, "then": [{"op": "compensate"}])");
+  })",
+                                         R"(, "then": [{"op": "compensate"}])");
   CliRun r = Sagaflow({"simulate", "--flow", kFulfillFlow, "--scenario", scenario});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
   std::size_t then = r.out.find("then compensate");
@@ -579,7 +593,8 @@ TEST_F(CliTest, SimulateHumanOutputShowsARefusedOperation) {
     "fulfillSagaService.createFulfillOrderCompensate": {"return": true},
     "wmsSageService.pickGoodsCompensate": {"return": true},
     "tmsSagaService.sendOutCompensate": {"return": true}
-  })", R"(, "then": [{"op": "forward"}])");
+  })",
+                                         R"(, "then": [{"op": "forward"}])");
   CliRun r = Sagaflow({"simulate", "--flow", kFulfillFlow, "--scenario", scenario});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
   std::size_t then = r.out.find("then forward");
@@ -633,7 +648,7 @@ TEST_F(CliTest, GraphRefusesAnInvalidFlow) {
 
 TEST_F(CliTest, BenchJsonReportsInstancesAndStatuses) {
   CliRun r = Sagaflow({"bench", "--flow", kFulfillFlow, "--scenario", kHappyScenario, "--json",
-                    "--instances", "2000", "--threads", "2"});
+                       "--instances", "2000", "--threads", "2"});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
   Json out = Json::parse(r.out, nullptr, false);
   ASSERT_TRUE(out.is_object()) << r.out;
@@ -645,7 +660,7 @@ TEST_F(CliTest, BenchJsonReportsInstancesAndStatuses) {
 
 TEST_F(CliTest, BenchCountsFailedOutcomes) {
   CliRun r = Sagaflow({"bench", "--flow", kFulfillFlow, "--scenario", kSendOutFailsScenario,
-                    "--json", "--instances", "50", "--threads", "2"});
+                       "--json", "--instances", "50", "--threads", "2"});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
   Json out = Json::parse(r.out, nullptr, false);
   ASSERT_TRUE(out.is_object()) << r.out;
@@ -657,16 +672,16 @@ TEST_F(CliTest, BenchMissingMockNamesTheTask) {
     "fulfillSagaService.createFulfillOrder": {"return": true},
     "tmsSagaService.sendOut": {"return": true}
   })");
-  CliRun r = Sagaflow({"bench", "--flow", kFulfillFlow, "--scenario", scenario, "--json",
-                    "--instances", "10"});
+  CliRun r = Sagaflow(
+      {"bench", "--flow", kFulfillFlow, "--scenario", scenario, "--json", "--instances", "10"});
   EXPECT_EQ(r.exit_code, kExitInvalid);
   EXPECT_THAT(r.err, HasSubstr("wmsSageService.pickGoods"));
   EXPECT_THAT(r.out, IsEmpty());
 }
 
 TEST_F(CliTest, BenchRefusesZeroInstances) {
-  CliRun r = Sagaflow({"bench", "--flow", kFulfillFlow, "--scenario", kHappyScenario,
-                    "--instances", "0"});
+  CliRun r =
+      Sagaflow({"bench", "--flow", kFulfillFlow, "--scenario", kHappyScenario, "--instances", "0"});
   EXPECT_EQ(r.exit_code, kExitInvalid);
   EXPECT_THAT(r.err, HasSubstr("--instances"));
 }

@@ -7,6 +7,7 @@
 
 #include "sagaflow/common/json.h"
 #include "sagaflow/common/status.h"
+#include "sagaflow/testing/matchers.h"  // PrintTo(Status)
 
 namespace sagaflow {
 
@@ -25,7 +26,5 @@ inline void PrintTo(const Result<bool>& r, std::ostream* os) {
     *os << r.status().ToString();
   }
 }
-
-inline void PrintTo(const Status& s, std::ostream* os) { *os << s.ToString(); }
 
 }  // namespace sagaflow

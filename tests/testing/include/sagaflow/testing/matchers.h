@@ -5,6 +5,17 @@
 
 #include "sagaflow/common/status.h"
 
+namespace sagaflow {
+
+// Readable failure messages for statuses and results.
+inline void PrintTo(const Status& s, std::ostream* os) { *os << s.ToString(); }
+template <typename T>
+void PrintTo(const Result<T>& r, std::ostream* os) {
+  *os << (r.ok() ? std::string("OK (a value)") : r.status().ToString());
+}
+
+}  // namespace sagaflow
+
 namespace sagaflow::testing {
 
 inline const Status& GetStatus(const Status& s) { return s; }
