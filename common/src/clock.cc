@@ -1,7 +1,7 @@
 #include "sagaflow/common/clock.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 

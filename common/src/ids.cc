@@ -12,9 +12,9 @@ class ThreadRandom {
  public:
   ThreadRandom() {
     std::random_device rd;
-    state_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-             static_cast<std::uint64_t>(
-                 std::chrono::steady_clock::now().time_since_epoch().count());
+    state_ =
+        (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   }
   std::uint64_t Next() {
     std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);

@@ -1,8 +1,8 @@
 #include "sagaflow/engine/executor.h"
 
-#include <algorithm>
-
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "sagaflow/statelang/loader.h"
 
@@ -12,9 +12,12 @@ using statelang::StateMachine;
 
 std::string_view OperationName(Operation op) {
   switch (op) {
-    case Operation::kForward: return "forward";
-    case Operation::kCompensate: return "compensate";
-    case Operation::kSkip: return "skip";
+    case Operation::kForward:
+      return "forward";
+    case Operation::kCompensate:
+      return "compensate";
+    case Operation::kSkip:
+      return "skip";
   }
   return "?";
 }
@@ -59,7 +62,11 @@ Status Executor::Start() {
   started_ = true;
   if (options_.workers == 0) return Status::Ok();
   for (int i = 0; i < options_.workers; ++i) {
-    threads_.emplace_back([this](std::stop_token st) { WorkerLoop(st); });
+    worker_queues_.push_back(std::make_unique<WorkerQueue>());
+  }
+  for (int i = 0; i < options_.workers; ++i) {
+    auto worker = static_cast<std::size_t>(i);
+    threads_.emplace_back([this, worker](std::stop_token st) { WorkerLoop(st, worker); });
   }
   threads_.emplace_back([this](std::stop_token st) { TimerLoop(st); });
   return Status::Ok();
@@ -137,12 +144,12 @@ Result<std::shared_ptr<const Executor::Flow>> Executor::FlowFor(
   if (!missing.empty() && options_.require_registered_tasks) {
     std::string list;
     for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-    return FailedPrecondition("flow '" + machine->name() + "' calls tasks that are not registered: " +
-                              list);
+    return FailedPrecondition("flow '" + machine->name() +
+                              "' calls tasks that are not registered: " + list);
   }
-  SAGAFLOW_RETURN_IF_ERROR(store_.SaveDefinition(DefinitionRecord{
-      machine->name(), machine->version(), machine->content_hash(), machine->content(),
-      clock_.Now()}));
+  SAGAFLOW_RETURN_IF_ERROR(store_.SaveDefinition(
+      DefinitionRecord{machine->name(), machine->version(), machine->content_hash(),
+                       machine->content(), clock_.Now()}));
   std::lock_guard lock(flows_mu_);
   auto [it, inserted] = flows_.emplace(key, flow);
   flows_by_machine_.emplace(machine.get(), it->second);
@@ -223,8 +230,8 @@ Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
   return waiter->result;
 }
 
-Result<InstanceRecord> Executor::Run(const std::shared_ptr<const StateMachine>& machine,
-                                     Json input, const StartOptions& options, Duration timeout) {
+Result<InstanceRecord> Executor::Run(const std::shared_ptr<const StateMachine>& machine, Json input,
+                                     const StartOptions& options, Duration timeout) {
   SAGAFLOW_ASSIGN_OR_RETURN(InstanceId id, StartInstance(machine, std::move(input), options));
   return Await(id, timeout);
 }
@@ -237,8 +244,7 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
     std::lock_guard lock(shard.mu);
     if (shard.instances.count(id)) {
       return FailedPrecondition("instance " + id.str() + " is running in this engine; " +
-                                std::string(OperationName(op)) +
-                                " applies to finished instances");
+                                std::string(OperationName(op)) + " applies to finished instances");
     }
   }
   SAGAFLOW_ASSIGN_OR_RETURN(InstanceRecord record, store_.LoadInstance(id));
@@ -298,12 +304,56 @@ std::size_t Executor::live_instances() const {
   return n;
 }
 
+namespace {
+// The worker the current thread is, for the executor it belongs to.
+thread_local const void* current_executor = nullptr;
+thread_local std::size_t current_worker = 0;
+}  // namespace
+
 void Executor::Enqueue(Work work) {
+  if (current_executor == this) {
+    WorkerQueue& q = *worker_queues_[current_worker];
+    {
+      std::lock_guard lock(q.mu);
+      q.work.push_back(std::move(work));
+    }
+    queued_.fetch_add(1);
+    // Wake an idle worker to take it (seq_cst with the waiter's idle count: no lost wakeup).
+    if (idle_workers_.load() > 0) {
+      std::lock_guard lock(ready_mu_);
+      ready_cv_.notify_one();
+    }
+    return;
+  }
   {
     std::lock_guard lock(ready_mu_);
     ready_.push_back(std::move(work));
+    queued_.fetch_add(1);
   }
   ready_cv_.notify_one();
+}
+
+bool Executor::TakeWork(std::size_t worker, Work& out) {
+  auto take_from = [&](WorkerQueue& q) {
+    std::lock_guard lock(q.mu);
+    if (q.work.empty()) return false;
+    out = std::move(q.work.front());
+    q.work.pop_front();
+    return true;
+  };
+  if (take_from(*worker_queues_[worker])) return true;
+  {
+    std::lock_guard lock(ready_mu_);
+    if (!ready_.empty()) {
+      out = std::move(ready_.front());
+      ready_.pop_front();
+      return true;
+    }
+  }
+  for (std::size_t i = 1; i < worker_queues_.size(); ++i) {
+    if (take_from(*worker_queues_[(worker + i) % worker_queues_.size()])) return true;
+  }
+  return false;
 }
 
 void Executor::AddTimer(TimePoint due, Work work) {
@@ -330,17 +380,20 @@ std::optional<TimePoint> Executor::ReleaseDueTimers() {
   return next;
 }
 
-void Executor::WorkerLoop(std::stop_token stop) {
-  while (true) {
+void Executor::WorkerLoop(std::stop_token stop, std::size_t worker) {
+  current_executor = this;
+  current_worker = worker;
+  while (!stop.stop_requested()) {
     Work work;
-    {
-      std::unique_lock lock(ready_mu_);
-      ready_cv_.wait(lock, [&] { return stop.stop_requested() || !ready_.empty(); });
-      if (stop.stop_requested()) return;
-      work = std::move(ready_.front());
-      ready_.pop_front();
+    if (TakeWork(worker, work)) {
+      queued_.fetch_sub(1);
+      Drive(std::move(work));
+      continue;
     }
-    Drive(std::move(work));
+    std::unique_lock lock(ready_mu_);
+    idle_workers_.fetch_add(1);
+    ready_cv_.wait(lock, [&] { return stop.stop_requested() || queued_.load() > 0; });
+    idle_workers_.fetch_sub(1);
   }
 }
 
@@ -425,9 +478,9 @@ TaskOutcome Executor::Invoke(Live& live, const TaskFn& fn, int execution) {
     // acted: a for-update state ends UN, as for any error).
     out.ok = false;
     out.result = nullptr;
-    out.failure = TaskFailure{std::string(ErrorTypes::kTimeoutError),
-                              "the task did not return within TimeoutSeconds (" +
-                                  Json(*timeout).dump() + " s)"};
+    out.failure = TaskFailure{
+        std::string(ErrorTypes::kTimeoutError),
+        "the task did not return within TimeoutSeconds (" + Json(*timeout).dump() + " s)"};
   }
   return out;
 }
@@ -439,8 +492,12 @@ void Executor::Drive(Work work) {
   Step step;
   TimePoint now = clock_.Now();  // one reading per decision, shared by the step and its write
   switch (work.event) {
-    case Event::kStart: step = interpreter_.Start(l.record, machine, now); break;
-    case Event::kRetryDue: step = interpreter_.OnRetryDue(l.record, machine, now); break;
+    case Event::kStart:
+      step = interpreter_.Start(l.record, machine, now);
+      break;
+    case Event::kRetryDue:
+      step = interpreter_.OnRetryDue(l.record, machine, now);
+      break;
     case Event::kPending:
       step = std::move(*l.pending);
       l.pending.reset();
@@ -454,8 +511,8 @@ void Executor::Drive(Work work) {
     }
     switch (step.decision.kind) {
       case Decision::Kind::kInvoke: {
-        const StateExecution& e = l.record.executions[static_cast<std::size_t>(
-            step.decision.execution)];
+        const StateExecution& e =
+            l.record.executions[static_cast<std::size_t>(step.decision.execution)];
         const TaskFn* fn = l.flow->tasks[static_cast<std::size_t>(e.state_index)];
         if (fn == nullptr) fn = registry_.Find(machine.state(e.state_index).service_task().task);
         if (fn == nullptr) {

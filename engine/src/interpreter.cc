@@ -21,9 +21,12 @@ namespace {
 
 RunStatus FromStepStatus(StepStatus s) {
   switch (s) {
-    case StepStatus::kSucceeded: return RunStatus::kSucceeded;
-    case StepStatus::kFailed: return RunStatus::kFailed;
-    case StepStatus::kUnknown: return RunStatus::kUnknown;
+    case StepStatus::kSucceeded:
+      return RunStatus::kSucceeded;
+    case StepStatus::kFailed:
+      return RunStatus::kFailed;
+    case StepStatus::kUnknown:
+      return RunStatus::kUnknown;
   }
   return RunStatus::kUnknown;
 }
@@ -98,18 +101,19 @@ class Interpreter::Run {
         case StateType::kChoice: {
           auto next = Choose(s);
           if (!next.ok()) {
-            return Finish(TaskFailure{std::string(ErrorTypes::kExpressionError),
-                                      next.status().message()});
+            return Finish(
+                TaskFailure{std::string(ErrorTypes::kExpressionError), next.status().message()});
           }
           if (*next == kNoState) {
-            return Finish(TaskFailure{std::string(ErrorTypes::kError),
-                                      "no choice of state '" + s.name +
-                                          "' matched and it has no Default"});
+            return Finish(
+                TaskFailure{std::string(ErrorTypes::kError),
+                            "no choice of state '" + s.name + "' matched and it has no Default"});
           }
           c.current = *next;
           continue;
         }
-        case StateType::kSucceed: return Finish(std::nullopt);
+        case StateType::kSucceed:
+          return Finish(std::nullopt);
         case StateType::kFail:
           c.reached_fail = true;
           r_.error_code = s.fail().error_code;
@@ -141,7 +145,8 @@ class Interpreter::Run {
     std::string& key = e.idempotency_key;
     if (kind == ExecutionKind::kCompensation) {
       // One logical undo per forward execution: re-running a failed compensation keeps the key.
-      const std::string& forward = r_.executions[static_cast<std::size_t>(compensates)].idempotency_key;
+      const std::string& forward =
+          r_.executions[static_cast<std::size_t>(compensates)].idempotency_key;
       key.reserve(forward.size() + state.name.size() + 1);
       key.append(forward).append(1, '/').append(state.name);
     } else {
@@ -171,11 +176,12 @@ class Interpreter::Run {
     for (std::size_t i = 0; i < t.input.size(); ++i) {
       auto v = t.input[i].Render(env);
       if (!v.ok()) {
-        return Complete(id, TaskOutcome{false, nullptr,
-                                        TaskFailure{std::string(ErrorTypes::kExpressionError),
-                                                    "Input " + std::to_string(i) + ": " +
-                                                        v.status().message()}},
-                        /*invoked=*/false);
+        return Complete(
+            id,
+            TaskOutcome{false, nullptr,
+                        TaskFailure{std::string(ErrorTypes::kExpressionError),
+                                    "Input " + std::to_string(i) + ": " + v.status().message()}},
+            /*invoked=*/false);
       }
       args.push_back(std::move(v).value());
     }
@@ -256,8 +262,8 @@ class Interpreter::Run {
   // that cannot be evaluated on a result turns into an ExpressionError.
   RunStatus DecideStatus(const StateExecution& e, const ServiceTaskState& t, const Json* result,
                          const TaskFailure* error, std::optional<TaskFailure>& failure_out) {
-    bool may_have_acted = t.for_update || e.kind == ExecutionKind::kCompensation ||
-                          t.for_compensation;
+    bool may_have_acted =
+        t.for_update || e.kind == ExecutionKind::kCompensation || t.for_compensation;
     RunStatus on_error = may_have_acted ? RunStatus::kUnknown : RunStatus::kFailed;
     if (t.status.empty()) return error ? on_error : RunStatus::kSucceeded;
     StepHost host(errors_, error, r_);
@@ -272,9 +278,9 @@ class Interpreter::Run {
       EvalEnv env{result, &host};
       auto holds = rule.condition.EvaluateCondition(env);
       if (!holds.ok()) {
-        failure_out = TaskFailure{std::string(ErrorTypes::kExpressionError),
-                                  "Status '" + rule.condition.source() + "': " +
-                                      holds.status().message()};
+        failure_out =
+            TaskFailure{std::string(ErrorTypes::kExpressionError),
+                        "Status '" + rule.condition.source() + "': " + holds.status().message()};
         return on_error;
       }
       if (*holds) return FromStepStatus(rule.status);
@@ -307,9 +313,9 @@ class Interpreter::Run {
       e.retry_counts[i] = used + 1;
       Duration delay = BackoffDelay(rule, used + 1);
       if (rule.jitter == statelang::JitterStrategy::kFull) {
-        std::uint64_t h = Mix(std::hash<std::string>{}(r_.id.str()) ^
-                              Mix(static_cast<std::uint64_t>(e.id) << 32 |
-                                  static_cast<std::uint64_t>(e.attempts)));
+        std::uint64_t h = Mix(
+            std::hash<std::string>{}(r_.id.str()) ^
+            Mix(static_cast<std::uint64_t>(e.id) << 32 | static_cast<std::uint64_t>(e.attempts)));
         double u = static_cast<double>(h >> 11) / 9007199254740992.0;  // [0, 1)
         delay = Duration(static_cast<Duration::rep>(static_cast<double>(delay.count()) * u));
       }
@@ -326,8 +332,7 @@ class Interpreter::Run {
       auto holds = c.choices[i].condition.EvaluateCondition(env);
       if (!holds.ok()) {
         return InvalidArgument("state '" + s.name + "', choice " + std::to_string(i) + " '" +
-                               c.choices[i].condition.source() + "': " +
-                               holds.status().message());
+                               c.choices[i].condition.source() + "': " + holds.status().message());
       }
       if (*holds) return c.choices[i].next;
     }
@@ -448,9 +453,12 @@ class Interpreter::Run {
         case RunStatus::kSucceeded:
           if (e.for_update) success_update = true;
           break;
-        case RunStatus::kSkipped: break;
+        case RunStatus::kSkipped:
+          break;
         case RunStatus::kFailed:
-        case RunStatus::kRunning: unsuccessful = true; break;
+        case RunStatus::kRunning:
+          unsuccessful = true;
+          break;
       }
     }
     if (!decided && unsuccessful) {
@@ -545,8 +553,8 @@ namespace {
 
 Status RequireFinished(const InstanceRecord& r, std::string_view op) {
   if (!r.finished()) {
-    return FailedPrecondition("instance " + r.id.str() + " is still running; " +
-                              std::string(op) + " applies to finished instances");
+    return FailedPrecondition("instance " + r.id.str() + " is still running; " + std::string(op) +
+                              " applies to finished instances");
   }
   return Status::Ok();
 }
@@ -637,11 +645,11 @@ Result<Step> Interpreter::Skip(InstanceRecord& record, const StateMachine& machi
   Run run(errors_, record, machine, now);
   int last = run.LastForward();
   if (last < 0 || record.executions[last].status == RunStatus::kSucceeded) {
-    return FailedPrecondition(
-        "instance " + record.id.str() + " has no failed state to skip" +
-        (last < 0 ? std::string(" (no task state ran)")
-                  : " (the last state, '" + record.executions[last].state.str() +
-                        "', succeeded); use forward to route on from it"));
+    return FailedPrecondition("instance " + record.id.str() + " has no failed state to skip" +
+                              (last < 0
+                                   ? std::string(" (no task state ran)")
+                                   : " (the last state, '" + record.executions[last].state.str() +
+                                         "', succeeded); use forward to route on from it"));
   }
   run.BeginOperation(patch);
   record.status = RunStatus::kRunning;

@@ -4,11 +4,16 @@ namespace sagaflow::engine {
 
 std::string_view RunStatusCode(RunStatus s) {
   switch (s) {
-    case RunStatus::kRunning: return "RU";
-    case RunStatus::kSucceeded: return "SU";
-    case RunStatus::kFailed: return "FA";
-    case RunStatus::kUnknown: return "UN";
-    case RunStatus::kSkipped: return "SK";
+    case RunStatus::kRunning:
+      return "RU";
+    case RunStatus::kSucceeded:
+      return "SU";
+    case RunStatus::kFailed:
+      return "FA";
+    case RunStatus::kUnknown:
+      return "UN";
+    case RunStatus::kSkipped:
+      return "SK";
   }
   return "??";
 }

@@ -74,8 +74,8 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
     auto id = exec->StartInstance(machine, input);
     if (!id.ok()) {
       std::lock_guard lock(mu);
-      start_error = Status(id.status().code(), "starting instance " + std::to_string(i) + ": " +
-                                                   id.status().message());
+      start_error = Status(id.status().code(),
+                           "starting instance " + std::to_string(i) + ": " + id.status().message());
       cv.notify_all();
     }
   };
@@ -83,17 +83,16 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   SystemClock clock;
   adapters::MemoryStateStore store;
   engine::Executor executor(
-      engine::ExecutorOptions{
-          .workers = threads,
-          .on_finished =
-              [&](const engine::InstanceRecord& r) {
-                by_status[static_cast<std::size_t>(r.status)].fetch_add(1);
-                if (done.fetch_add(1) + 1 == args.instances) {
-                  std::lock_guard lock(mu);
-                  cv.notify_all();
-                }
-                start_next();
-              }},
+      engine::ExecutorOptions{.workers = threads,
+                              .on_finished =
+                                  [&](const engine::InstanceRecord& r) {
+                                    by_status[static_cast<std::size_t>(r.status)].fetch_add(1);
+                                    if (done.fetch_add(1) + 1 == args.instances) {
+                                      std::lock_guard lock(mu);
+                                      cv.notify_all();
+                                    }
+                                    start_next();
+                                  }},
       registry, store, clock);
   exec = &executor;
   if (Status s = executor.AddFlow(machine); !s.ok()) {
@@ -120,9 +119,9 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   executor.Stop();
 
   Json statuses = Json::object();
-  for (auto s : {engine::RunStatus::kRunning, engine::RunStatus::kSucceeded,
-                 engine::RunStatus::kFailed, engine::RunStatus::kUnknown,
-                 engine::RunStatus::kSkipped}) {
+  for (auto s :
+       {engine::RunStatus::kRunning, engine::RunStatus::kSucceeded, engine::RunStatus::kFailed,
+        engine::RunStatus::kUnknown, engine::RunStatus::kSkipped}) {
     std::size_t n = by_status[static_cast<std::size_t>(s)].load();
     if (n) statuses[std::string(engine::RunStatusCode(s))] = n;
   }
@@ -140,9 +139,9 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   if (args.json) {
     std::cout << out.dump() << "\n";
   } else {
-    std::cout << "flow " << machine->name() << ": " << args.instances << " instances on "
-              << threads << " threads in " << seconds << " s = "
-              << static_cast<long long>(static_cast<double>(args.instances) / seconds)
+    std::cout << "flow " << machine->name() << ": " << args.instances << " instances on " << threads
+              << " threads in " << seconds
+              << " s = " << static_cast<long long>(static_cast<double>(args.instances) / seconds)
               << " instances/s\nstatuses " << statuses.dump() << "\n";
   }
   return kExitOk;

@@ -53,7 +53,10 @@ int run(int argc, char** argv, TaskRegistry& registry) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000000}));
   bench->add_option("--threads", bench_args.threads, "Executor threads (default: one per core)")
       ->check(CLI::Range(1, 1024));
-  bench->add_option("--window", bench_args.window, "Instances in flight (concurrent clients, each starting a new instance when one finishes)")
+  bench
+      ->add_option("--window", bench_args.window,
+                   "Instances in flight (concurrent clients, each starting a new instance when one "
+                   "finishes)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
   bench->add_flag("--json", bench_args.json, "Print one JSON object");
 

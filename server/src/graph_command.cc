@@ -50,7 +50,8 @@ std::vector<Edge> Edges(const StateMachine& m) {
         if (s.next != kNoState) out.push_back({from, s.next, "", false});
         break;
       case StateType::kSucceed:
-      case StateType::kFail: break;
+      case StateType::kFail:
+        break;
     }
   }
   return out;
@@ -87,10 +88,12 @@ std::string DotText(const std::string& s) {
 // `line_break` separates the state name from the task it calls.
 std::string NodeLabel(const State& s, const std::string& line_break) {
   switch (s.type) {
-    case StateType::kServiceTask: return s.name + line_break + s.service_task().task.str();
+    case StateType::kServiceTask:
+      return s.name + line_break + s.service_task().task.str();
     case StateType::kFail:
       return s.fail().error_code.empty() ? s.name : s.name + " (" + s.fail().error_code + ")";
-    default: return s.name;
+    default:
+      return s.name;
   }
 }
 
@@ -103,11 +106,19 @@ std::string Mermaid(const StateMachine& m) {
     std::string label = MermaidText(NodeLabel(s, "<br/>"));
     o << "  s" << i;
     switch (s.type) {
-      case StateType::kChoice: o << "{\"" << label << "\"}"; break;
+      case StateType::kChoice:
+        o << "{\"" << label << "\"}";
+        break;
       case StateType::kSucceed:
-      case StateType::kFail: o << "([\"" << label << "\"])"; break;
-      case StateType::kCompensationTrigger: o << "[/\"" << label << "\"/]"; break;
-      case StateType::kServiceTask: o << "[\"" << label << "\"]"; break;
+      case StateType::kFail:
+        o << "([\"" << label << "\"])";
+        break;
+      case StateType::kCompensationTrigger:
+        o << "[/\"" << label << "\"/]";
+        break;
+      case StateType::kServiceTask:
+        o << "[\"" << label << "\"]";
+        break;
     }
     o << "\n";
   }
@@ -127,19 +138,31 @@ std::string Mermaid(const StateMachine& m) {
 
 std::string Dot(const StateMachine& m) {
   std::ostringstream o;
-  o << "digraph \"" << DotText(m.name()) << "\" {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n";
+  o << "digraph \"" << DotText(m.name())
+    << "\" {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n";
   o << "  start [shape=point];\n  start -> s" << m.start() << ";\n";
   for (std::size_t i = 0; i < m.states().size(); ++i) {
     const State& s = m.states()[i];
     const char* shape = "box";
     switch (s.type) {
-      case StateType::kChoice: shape = "diamond"; break;
-      case StateType::kSucceed: shape = "doublecircle"; break;
-      case StateType::kFail: shape = "octagon"; break;
-      case StateType::kCompensationTrigger: shape = "parallelogram"; break;
-      case StateType::kServiceTask: shape = "box"; break;
+      case StateType::kChoice:
+        shape = "diamond";
+        break;
+      case StateType::kSucceed:
+        shape = "doublecircle";
+        break;
+      case StateType::kFail:
+        shape = "octagon";
+        break;
+      case StateType::kCompensationTrigger:
+        shape = "parallelogram";
+        break;
+      case StateType::kServiceTask:
+        shape = "box";
+        break;
     }
-    o << "  s" << i << " [shape=" << shape << ", label=\"" << DotText(NodeLabel(s, "\n")) << "\"];\n";
+    o << "  s" << i << " [shape=" << shape << ", label=\"" << DotText(NodeLabel(s, "\n"))
+      << "\"];\n";
   }
   for (const Edge& e : Edges(m)) {
     o << "  s" << e.from << " -> s" << e.to;

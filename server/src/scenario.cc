@@ -33,8 +33,10 @@ const MockRule& Resolve(const MockRule& rule, const Json& args, int depth = 0) {
 Result<MockRule> CompileRule(const Json& def, const std::string& ptr, int depth) {
   if (depth > 32) return InvalidArgument(ptr + ": mock rules nest too deeply");
   if (!def.is_object()) {
-    return InvalidArgument(ptr + ": a mock rule must be an object with one of return, echo, "
-                                 "throw or if; found " + std::string(def.type_name()));
+    return InvalidArgument(ptr +
+                           ": a mock rule must be an object with one of return, echo, "
+                           "throw or if; found " +
+                           std::string(def.type_name()));
   }
   MockRule r;
   if (def.contains("return")) {
@@ -98,8 +100,7 @@ Result<std::map<std::string, Json>> ParseMocks(const Json& mocks, const std::str
   }
   std::map<std::string, Json> out;
   for (auto it = mocks.begin(); it != mocks.end(); ++it) {
-    SAGAFLOW_RETURN_IF_ERROR(
-        CompileMock(it.value(), ptr + "/" + PointerToken(it.key())).status());
+    SAGAFLOW_RETURN_IF_ERROR(CompileMock(it.value(), ptr + "/" + PointerToken(it.key())).status());
     out.emplace(it.key(), it.value());
   }
   return out;
@@ -111,15 +112,19 @@ Json MockService::Call(const Json& args) {
   std::uint64_t k = calls_.fetch_add(1);
   const MockRule& rule = Resolve(rules_[std::min<std::size_t>(k, rules_.size() - 1)], args);
   switch (rule.kind) {
-    case MockRule::Kind::kReturn: return rule.value;
+    case MockRule::Kind::kReturn:
+      return rule.value;
     case MockRule::Kind::kEcho:
       if (rule.echo_index >= args.size()) {
-        throw TaskError("Error", "mock echo " + std::to_string(rule.echo_index) + " but the call has " +
-                                     std::to_string(args.size()) + " arguments");
+        throw TaskError("Error", "mock echo " + std::to_string(rule.echo_index) +
+                                     " but the call has " + std::to_string(args.size()) +
+                                     " arguments");
       }
       return args[rule.echo_index];
-    case MockRule::Kind::kThrow: throw TaskError(rule.error_type, rule.error_message);
-    case MockRule::Kind::kIf: break;
+    case MockRule::Kind::kThrow:
+      throw TaskError(rule.error_type, rule.error_message);
+    case MockRule::Kind::kIf:
+      break;
   }
   throw TaskError("Error", "mock rule did not resolve");
 }
@@ -129,8 +134,8 @@ Result<std::vector<MockRule>> CompileMock(const Json& definition, const std::str
   if (definition.is_array()) {
     if (definition.empty()) return InvalidArgument(pointer + ": a list of rules cannot be empty");
     for (std::size_t i = 0; i < definition.size(); ++i) {
-      SAGAFLOW_ASSIGN_OR_RETURN(MockRule r, CompileRule(definition[i],
-                                                        pointer + "/" + std::to_string(i), 0));
+      SAGAFLOW_ASSIGN_OR_RETURN(MockRule r,
+                                CompileRule(definition[i], pointer + "/" + std::to_string(i), 0));
       rules.push_back(std::move(r));
     }
   } else {
@@ -143,8 +148,8 @@ Result<std::vector<MockRule>> CompileMock(const Json& definition, const std::str
 Result<Scenario> ParseScenario(const std::string& text) {
   SAGAFLOW_ASSIGN_OR_RETURN(Json doc, ParseJson(text));
   if (!doc.is_object()) return InvalidArgument("a scenario must be a JSON object");
-  static const std::set<std::string> kKeys = {"flow", "input", "errors", "mocks", "then",
-                                              "about", "comment", "Comment"};
+  static const std::set<std::string> kKeys = {"flow", "input", "errors",  "mocks",
+                                              "then", "about", "comment", "Comment"};
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     if (!kKeys.count(it.key())) {
       return InvalidArgument("/" + PointerToken(it.key()) +
@@ -165,7 +170,8 @@ Result<Scenario> ParseScenario(const std::string& text) {
     if (!e.is_object()) return InvalidArgument("/errors: must be an object of type to parent");
     for (auto it = e.begin(); it != e.end(); ++it) {
       if (!it.value().is_string()) {
-        return InvalidArgument("/errors/" + PointerToken(it.key()) + ": must be a parent type name");
+        return InvalidArgument("/errors/" + PointerToken(it.key()) +
+                               ": must be a parent type name");
       }
       s.errors.emplace_back(it.key(), it.value().get<std::string>());
     }
@@ -180,7 +186,8 @@ Result<Scenario> ParseScenario(const std::string& text) {
       std::string p = "/then/" + std::to_string(i);
       const Json& op = then[i];
       if (!op.is_object() || !op.contains("op") || !op["op"].is_string()) {
-        return InvalidArgument(p + ": an operation is {\"op\": \"forward\"|\"compensate\"|\"skip\"}");
+        return InvalidArgument(p +
+                               ": an operation is {\"op\": \"forward\"|\"compensate\"|\"skip\"}");
       }
       ScenarioOperation o;
       const std::string name = op["op"].get<std::string>();
@@ -230,9 +237,8 @@ Status MockSet::Install(const std::map<std::string, Json>& mocks, TaskRegistry& 
     SAGAFLOW_ASSIGN_OR_RETURN(std::vector<MockRule> rules,
                               CompileMock(def, "/mocks/" + PointerToken(name)));
     auto service = std::make_shared<MockService>(std::move(rules));
-    registry.add(name, [service](TaskContext&, const Json& args) -> Json {
-      return service->Call(args);
-    });
+    registry.add(name,
+                 [service](TaskContext&, const Json& args) -> Json { return service->Call(args); });
     all_.emplace_back(name, std::move(service));
   }
   return Status::Ok();

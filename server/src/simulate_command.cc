@@ -19,7 +19,8 @@ void PrintHuman(const Json& out) {
       std::cout << "  " << std::left << std::setw(28) << e["state"].get<std::string>() << " "
                 << std::setw(12) << e["kind"].get<std::string>() << " "
                 << e["status"].get<std::string>() << "  attempts " << e["attempts"];
-      if (e.contains("compensates")) std::cout << "  (compensates " << e["compensates"].get<std::string>() << ")";
+      if (e.contains("compensates"))
+        std::cout << "  (compensates " << e["compensates"].get<std::string>() << ")";
       if (e.contains("error")) {
         std::cout << "  error " << e["error"]["type"].get<std::string>() << ": "
                   << e["error"]["message"].get<std::string>();
@@ -83,10 +84,10 @@ int RunSimulate(const SimulateArgs& args) {
   ManualClock clock(SystemClock().Now());
   const TimePoint t0 = clock.Now();
   adapters::MemoryStateStore store;
-  engine::Executor executor(engine::ExecutorOptions{.workers = 0,
-                                                    .require_registered_tasks = false,
-                                                    .virtual_clock = &clock},
-                            registry, store, clock);
+  engine::Executor executor(
+      engine::ExecutorOptions{
+          .workers = 0, .require_registered_tasks = false, .virtual_clock = &clock},
+      registry, store, clock);
   if (Status s = executor.Start(); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return kExitFailure;
@@ -107,8 +108,9 @@ int RunSimulate(const SimulateArgs& args) {
   out["compensationStatus"] = NullableStatus(first->compensation_status);
   out["errorCode"] = first->error_code.empty() ? Json() : Json(first->error_code);
   out["errorMessage"] = first->error_message.empty() ? Json() : Json(first->error_message);
-  out["error"] = first->error ? Json{{"type", first->error->type}, {"message", first->error->message}}
-                              : Json();
+  out["error"] = first->error
+                     ? Json{{"type", first->error->type}, {"message", first->error->message}}
+                     : Json();
   out["context"] = first->context.get();
   out["trace"] = TraceJson(*first, 0, first->executions.size());
   Json operations = Json::array();

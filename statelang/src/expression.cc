@@ -790,7 +790,8 @@ bool IsInteger(const Json& j) { return j.is_number_integer(); }  // signed or un
 std::optional<std::int64_t> AsInt64(const Json& j) {
   if (j.is_number_unsigned()) {
     std::uint64_t u = j.get<std::uint64_t>();
-    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return std::nullopt;
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      return std::nullopt;
     return static_cast<std::int64_t>(u);
   }
   if (j.is_number_integer()) return j.get<std::int64_t>();

@@ -57,15 +57,22 @@ std::string Join(std::string_view base, std::string_view key) {
 
 std::string JsonTypeName(const OrderedJson& j) {
   switch (j.type()) {
-    case OrderedJson::value_t::null: return "null";
-    case OrderedJson::value_t::object: return "an object";
-    case OrderedJson::value_t::array: return "an array";
-    case OrderedJson::value_t::string: return "a string";
-    case OrderedJson::value_t::boolean: return "a boolean";
+    case OrderedJson::value_t::null:
+      return "null";
+    case OrderedJson::value_t::object:
+      return "an object";
+    case OrderedJson::value_t::array:
+      return "an array";
+    case OrderedJson::value_t::string:
+      return "a string";
+    case OrderedJson::value_t::boolean:
+      return "a boolean";
     case OrderedJson::value_t::number_float:
     case OrderedJson::value_t::number_integer:
-    case OrderedJson::value_t::number_unsigned: return "a number";
-    default: return "a value";
+    case OrderedJson::value_t::number_unsigned:
+      return "a number";
+    default:
+      return "a value";
   }
 }
 
@@ -142,9 +149,17 @@ class Validator {
       Error("", "a definition must be a JSON object, found " + JsonTypeName(doc));
       return nullptr;
     }
-    static const std::set<std::string> kTopKeys = {
-        "Name", "Comment", "Version", "StartState", "States", "RecoverStrategy", "IsPersist",
-        "IsRetryPersistModeUpdate", "IsCompensatePersistModeUpdate", "Type", "$schema"};
+    static const std::set<std::string> kTopKeys = {"Name",
+                                                   "Comment",
+                                                   "Version",
+                                                   "StartState",
+                                                   "States",
+                                                   "RecoverStrategy",
+                                                   "IsPersist",
+                                                   "IsRetryPersistModeUpdate",
+                                                   "IsCompensatePersistModeUpdate",
+                                                   "Type",
+                                                   "$schema"};
     WarnUnknownKeys(doc, "", kTopKeys);
 
     std::string name = RequiredString(doc, "", "Name");
@@ -340,7 +355,8 @@ class Validator {
     }
     double v = it->get<double>();
     if (v < min || (min_exclusive && v == min) || !std::isfinite(v)) {
-      Error(Join(ptr, key), "must be " + std::string(min_exclusive ? "greater than " : "at least ") +
+      Error(Join(ptr, key), "must be " +
+                                std::string(min_exclusive ? "greater than " : "at least ") +
                                 OrderedJson(min).dump() + ", found " + it->dump());
       return std::nullopt;
     }
@@ -407,19 +423,35 @@ class Validator {
   }
 
   ServiceTaskState ParseServiceTask(const OrderedJson& v, const std::string& ptr) {
-    static const std::set<std::string> kKeys = {
-        "Type", "Comment", "Next", "ServiceName", "ServiceMethod", "ServiceType",
-        "CompensateState", "IsForCompensation", "IsForUpdate", "IsPersist", "IsAsync", "Input",
-        "Output", "Status", "Retry", "Catch", "Loop", "ParameterTypes", "IsRetryPersistModeUpdate",
-        "IsCompensatePersistModeUpdate", "TimeoutSeconds"};
+    static const std::set<std::string> kKeys = {"Type",
+                                                "Comment",
+                                                "Next",
+                                                "ServiceName",
+                                                "ServiceMethod",
+                                                "ServiceType",
+                                                "CompensateState",
+                                                "IsForCompensation",
+                                                "IsForUpdate",
+                                                "IsPersist",
+                                                "IsAsync",
+                                                "Input",
+                                                "Output",
+                                                "Status",
+                                                "Retry",
+                                                "Catch",
+                                                "Loop",
+                                                "ParameterTypes",
+                                                "IsRetryPersistModeUpdate",
+                                                "IsCompensatePersistModeUpdate",
+                                                "TimeoutSeconds"};
     WarnUnknownKeys(v, ptr, kKeys);
     ServiceTaskState t;
     t.service_name = RequiredString(v, ptr, "ServiceName");
     t.service_method = RequiredString(v, ptr, "ServiceMethod");
     t.task = TaskName(t.service_name + "." + t.service_method);
     t.compensate_state = OptionalTarget(v, ptr, "CompensateState");
-    t.for_update = OptionalBool(v, ptr, "IsForUpdate").value_or(false) ||
-                   t.compensate_state != kNoState;
+    t.for_update =
+        OptionalBool(v, ptr, "IsForUpdate").value_or(false) || t.compensate_state != kNoState;
     OptionalBool(v, ptr, "IsForCompensation");
     t.persist = OptionalBool(v, ptr, "IsPersist").value_or(true);
     t.timeout_seconds = Number(v, ptr, "TimeoutSeconds", 0, /*min_exclusive=*/true);
@@ -436,8 +468,7 @@ class Validator {
 
     if (auto it = v.find("Input"); it != v.end() && !it->is_null()) {
       if (!it->is_array()) {
-        Error(Join(ptr, "Input"),
-              "must be an array of arguments, found " + JsonTypeName(*it));
+        Error(Join(ptr, "Input"), "must be an array of arguments, found " + JsonTypeName(*it));
       } else {
         for (std::size_t i = 0; i < it->size(); ++i) {
           std::string p = Join(ptr, "Input") + "/" + std::to_string(i);
@@ -512,8 +543,8 @@ class Validator {
           std::string p = Join(ptr, "Catch") + "/" + std::to_string(i);
           const OrderedJson& c = (*it)[i];
           if (!c.is_object()) {
-            Error(p, "a catcher must be an object with Exceptions and Next, found " +
-                         JsonTypeName(c));
+            Error(p,
+                  "a catcher must be an object with Exceptions and Next, found " + JsonTypeName(c));
             continue;
           }
           WarnUnknownKeys(c, p, {"Exceptions", "Next"});
@@ -539,8 +570,9 @@ class Validator {
       Error(p, "a retry rule must be an object, found " + JsonTypeName(r));
       return rule;
     }
-    WarnUnknownKeys(r, p, {"Exceptions", "IntervalSeconds", "MaxAttempts", "BackoffRate",
-                           "MaxDelaySeconds", "JitterStrategy"});
+    WarnUnknownKeys(r, p,
+                    {"Exceptions", "IntervalSeconds", "MaxAttempts", "BackoffRate",
+                     "MaxDelaySeconds", "JitterStrategy"});
     rule.exceptions = ExceptionList(r, p, /*required=*/false);
     if (auto v = Number(r, p, "IntervalSeconds", 0, false)) rule.interval_seconds = *v;
     if (auto it = r.find("MaxAttempts"); it != r.end() && !it->is_null()) {
@@ -582,8 +614,7 @@ class Validator {
       std::string p = Join(ptr, "Choices") + "/" + std::to_string(i);
       const OrderedJson& ch = (*it)[i];
       if (!ch.is_object()) {
-        Error(p, "a choice must be an object with Expression and Next, found " +
-                     JsonTypeName(ch));
+        Error(p, "a choice must be an object with Expression and Next, found " + JsonTypeName(ch));
         continue;
       }
       WarnUnknownKeys(ch, p, {"Expression", "Next"});
@@ -611,13 +642,21 @@ class Validator {
     terminal = false;
     switch (s.type) {
       case StateType::kSucceed:
-      case StateType::kFail: terminal = true; break;
+      case StateType::kFail:
+        terminal = true;
+        break;
       case StateType::kServiceTask:
-        if (s.next == kNoState) terminal = true; else out.push_back(s.next);
+        if (s.next == kNoState)
+          terminal = true;
+        else
+          out.push_back(s.next);
         for (const CatchRule& c : s.service_task().catches) out.push_back(c.next);
         break;
       case StateType::kCompensationTrigger:
-        if (s.next == kNoState) terminal = true; else out.push_back(s.next);
+        if (s.next == kNoState)
+          terminal = true;
+        else
+          out.push_back(s.next);
         break;
       case StateType::kChoice:
         for (const Choice& c : s.choice().choices) out.push_back(c.next);
@@ -722,8 +761,9 @@ class Validator {
         Warn(ptr, "compensation state '" + s.name + "' is also reached in the forward flow");
       }
       if (reachable[i] && s.type == StateType::kCompensationTrigger && !any_compensable) {
-        Warn(ptr, "CompensationTrigger in a flow where no reachable state has a CompensateState: "
-                  "there is nothing to compensate");
+        Warn(ptr,
+             "CompensationTrigger in a flow where no reachable state has a CompensateState: "
+             "there is nothing to compensate");
       }
     }
   }
@@ -779,9 +819,8 @@ void SortByFilePosition(const OrderedJson& doc, std::vector<Issue>& issues) {
     }
     return {a, b};
   };
-  std::stable_sort(issues.begin(), issues.end(), [&](const Issue& x, const Issue& y) {
-    return position(x) < position(y);
-  });
+  std::stable_sort(issues.begin(), issues.end(),
+                   [&](const Issue& x, const Issue& y) { return position(x) < position(y); });
 }
 
 }  // namespace
@@ -798,9 +837,9 @@ LoadResult LoadStateMachine(std::string_view text) {
         },
         /*allow_exceptions=*/true, /*ignore_comments=*/true);
   } catch (const TooDeep& e) {
-    result.issues.push_back(Issue{Issue::Severity::kError, e.pointer,
-                                  "the definition is nested deeper than " +
-                                      std::to_string(kMaxDefinitionDepth) + " levels"});
+    result.issues.push_back(Issue{
+        Issue::Severity::kError, e.pointer,
+        "the definition is nested deeper than " + std::to_string(kMaxDefinitionDepth) + " levels"});
     return result;
   } catch (const OrderedJson::parse_error& e) {
     std::string what = e.what();
@@ -809,8 +848,8 @@ LoadResult LoadStateMachine(std::string_view text) {
     result.issues.push_back(Issue{Issue::Severity::kError, "", "invalid JSON: " + what});
     return result;
   } catch (const std::exception& e) {
-    result.issues.push_back(Issue{Issue::Severity::kError, "", std::string("invalid JSON: ") +
-                                                                   e.what()});
+    result.issues.push_back(
+        Issue{Issue::Severity::kError, "", std::string("invalid JSON: ") + e.what()});
     return result;
   }
   bool duplicate = !result.issues.empty();

@@ -7,11 +7,16 @@ namespace sagaflow::statelang {
 
 std::string_view StateTypeName(StateType type) {
   switch (type) {
-    case StateType::kServiceTask: return "ServiceTask";
-    case StateType::kChoice: return "Choice";
-    case StateType::kSucceed: return "Succeed";
-    case StateType::kFail: return "Fail";
-    case StateType::kCompensationTrigger: return "CompensationTrigger";
+    case StateType::kServiceTask:
+      return "ServiceTask";
+    case StateType::kChoice:
+      return "Choice";
+    case StateType::kSucceed:
+      return "Succeed";
+    case StateType::kFail:
+      return "Fail";
+    case StateType::kCompensationTrigger:
+      return "CompensationTrigger";
   }
   return "?";
 }

@@ -108,7 +108,8 @@ Result<ValueTemplate> ValueTemplate::CompileAt(const OrderedJson& value, std::st
 
 Result<Json> ValueTemplate::Render(const EvalEnv& env) const {
   switch (kind_) {
-    case Kind::kConstant: return constant_;
+    case Kind::kConstant:
+      return constant_;
     case Kind::kExpression: {
       auto v = expression_.Evaluate(env);
       if (!v.ok()) {

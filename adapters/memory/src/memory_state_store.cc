@@ -71,8 +71,8 @@ Result<InstanceId> MemoryStateStore::CreateInstance(const InstanceRecord& record
       auto found = LoadInstance(existing);
       if (!found.ok()) return found.status();
       if (found->input != record.input) {
-        return Conflict("business key '" + record.business_key + "' of flow '" +
-                        record.flow_name + "' is already used by instance " + existing.str() +
+        return Conflict("business key '" + record.business_key + "' of flow '" + record.flow_name +
+                        "' is already used by instance " + existing.str() +
                         " with a different input");
       }
       return existing;

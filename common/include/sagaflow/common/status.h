@@ -44,7 +44,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status Conflict(std::string m) { return {StatusCode::kConflict, std::move(m)}; }
@@ -62,7 +64,7 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(v_).ok()) v_ = Status(StatusCode::kInternal, "Result built from OK");
   }
@@ -89,9 +91,9 @@ class [[nodiscard]] Result {
 #define SAGAFLOW_CONCAT_INNER_(a, b) a##b
 #define SAGAFLOW_CONCAT_(a, b) SAGAFLOW_CONCAT_INNER_(a, b)
 
-#define SAGAFLOW_RETURN_IF_ERROR(expr)          \
-  do {                                          \
-    ::sagaflow::Status sagaflow_status_ = (expr); \
+#define SAGAFLOW_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::sagaflow::Status sagaflow_status_ = (expr);        \
     if (!sagaflow_status_.ok()) return sagaflow_status_; \
   } while (0)
 

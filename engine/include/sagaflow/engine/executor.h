@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -86,8 +87,7 @@ class Executor {
 
   // StartInstance, then Await.
   Result<InstanceRecord> Run(const std::shared_ptr<const statelang::StateMachine>& machine,
-                             Json input,
-                             const StartOptions& options, Duration timeout);
+                             Json input, const StartOptions& options, Duration timeout);
 
   // Applies an operator operation to a finished instance and waits for it to finish.
   // Errors: kNotFound, kFailedPrecondition (running, or the operation does not apply),
@@ -126,7 +126,7 @@ class Executor {
   Result<std::shared_ptr<const Flow>> FlowForRecord(const InstanceRecord& record);
   void Enqueue(Work work);
   void AddTimer(TimePoint due, Work work);
-  void WorkerLoop(std::stop_token stop);
+  void WorkerLoop(std::stop_token stop, std::size_t worker);
   void TimerLoop(std::stop_token stop);
   // Moves due timers to the ready queue; returns the next due time, if any.
   std::optional<TimePoint> ReleaseDueTimers();
@@ -157,9 +157,21 @@ class Executor {
   LiveShard& ShardFor(const InstanceId& id);
   std::array<LiveShard, kLiveShards> live_;
 
+  // Work from outside the workers (starts from other threads, timers) goes to the shared queue;
+  // work a worker creates (the next instance an on_finished hook starts) stays on that worker's
+  // own queue, so that an instance is allocated, driven and freed on one thread. An idle worker
+  // takes from the shared queue, then from the others' queues.
+  struct WorkerQueue {
+    std::mutex mu;
+    std::deque<Work> work;
+  };
+  bool TakeWork(std::size_t worker, Work& out);
   std::mutex ready_mu_;
   std::condition_variable ready_cv_;
   std::deque<Work> ready_;
+  std::vector<std::unique_ptr<WorkerQueue>> worker_queues_;
+  std::atomic<std::size_t> queued_{0};  // items in all queues
+  std::atomic<int> idle_workers_{0};
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;

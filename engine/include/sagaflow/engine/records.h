@@ -80,7 +80,7 @@ struct StateExecution {
   // of compensation.
   bool superseded = false;
   bool for_update = false;
-  std::vector<int> retry_counts;  // retries used, per Retry rule of the state
+  std::vector<int> retry_counts;      // retries used, per Retry rule of the state
   std::optional<TimePoint> retry_at;  // set while waiting in backoff
   std::string idempotency_key;
   SharedJson input;   // the argument list
@@ -96,7 +96,7 @@ enum class Phase { kForward, kCompensating, kFinished };
 struct Cursor {
   Phase phase = Phase::kForward;
   statelang::StateIndex current = statelang::kNoState;  // forward: the state to act on
-  int active_execution = -1;           // a task execution in flight or waiting to retry
+  int active_execution = -1;            // a task execution in flight or waiting to retry
   std::vector<int> compensation_stack;  // forward executions still to compensate; back is next
   std::vector<int> compensations_run;   // compensation executions of the current compensation
   statelang::StateIndex compensation_trigger = statelang::kNoState;  // kNoState: an operation
@@ -104,8 +104,8 @@ struct Cursor {
   bool reached_fail = false;
   std::optional<TaskFailure> caught;  // the error a Catch routed on, for `$Exception{}`
   int epoch = 0;
-  int run_first_execution = 0;  // first execution of the current run or operation
-  int idle_transitions = 0;     // routing steps since the last task (guards Choice loops)
+  int run_first_execution = 0;        // first execution of the current run or operation
+  int idle_transitions = 0;           // routing steps since the last task (guards Choice loops)
   std::int64_t sequences_issued = 0;  // `$Sequence` values this instance has produced
 };
 
@@ -118,8 +118,8 @@ struct InstanceRecord {
   std::string business_key;  // "" when none
   RunStatus status = RunStatus::kRunning;
   std::optional<RunStatus> compensation_status;
-  SharedJson input;    // as started
-  SharedJson context;  // current (shares the input until the first change)
+  SharedJson input;                  // as started
+  SharedJson context;                // current (shares the input until the first change)
   std::optional<TaskFailure> error;  // the error that ended the latest run, if any
   std::string error_code;            // of the Fail state reached, if any
   std::string error_message;
