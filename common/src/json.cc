@@ -6,6 +6,30 @@ namespace {
 struct TooDeep {};
 }  // namespace
 
+std::string JsonPointerToken(std::string_view key) {
+  std::string out;
+  out.reserve(key.size());
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string JsonErrorMessage(const std::exception& e) {
+  std::string what = e.what();
+  auto bracket = what.find("] ");
+  if (what.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos) {
+    what.erase(0, bracket + 2);
+  }
+  return what;
+}
+
 Result<Json> ParseJson(std::string_view text, std::size_t max_depth) {
   try {
     std::size_t depth = 0;
@@ -26,13 +50,8 @@ Result<Json> ParseJson(std::string_view text, std::size_t max_depth) {
   } catch (const TooDeep&) {
     return InvalidArgument("the document is nested deeper than " + std::to_string(max_depth) +
                            " levels");
-  } catch (const Json::parse_error& e) {
-    std::string what = e.what();
-    auto bracket = what.find("] ");
-    if (bracket != std::string::npos) what = what.substr(bracket + 2);
-    return InvalidArgument("invalid JSON: " + what);
   } catch (const Json::exception& e) {
-    return InvalidArgument(std::string("invalid JSON: ") + e.what());
+    return InvalidArgument("invalid JSON: " + JsonErrorMessage(e));
   }
 }
 

@@ -80,27 +80,14 @@ Result<MockRule> CompileRule(const Json& def, const std::string& ptr, int depth)
   return r;
 }
 
-std::string PointerToken(const std::string& key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 Result<std::map<std::string, Json>> ParseMocks(const Json& mocks, const std::string& ptr) {
   if (!mocks.is_object()) {
     return InvalidArgument(ptr + ": must be an object of service name to mock");
   }
   std::map<std::string, Json> out;
   for (auto it = mocks.begin(); it != mocks.end(); ++it) {
-    SAGAFLOW_RETURN_IF_ERROR(CompileMock(it.value(), ptr + "/" + PointerToken(it.key())).status());
+    SAGAFLOW_RETURN_IF_ERROR(
+        CompileMock(it.value(), ptr + "/" + JsonPointerToken(it.key())).status());
     out.emplace(it.key(), it.value());
   }
   return out;
@@ -152,7 +139,7 @@ Result<Scenario> ParseScenario(const std::string& text) {
                                               "then", "about", "comment", "Comment"};
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     if (!kKeys.count(it.key())) {
-      return InvalidArgument("/" + PointerToken(it.key()) +
+      return InvalidArgument("/" + JsonPointerToken(it.key()) +
                              ": unknown key; a scenario has flow, input, errors, mocks, then");
     }
   }
@@ -170,7 +157,7 @@ Result<Scenario> ParseScenario(const std::string& text) {
     if (!e.is_object()) return InvalidArgument("/errors: must be an object of type to parent");
     for (auto it = e.begin(); it != e.end(); ++it) {
       if (!it.value().is_string()) {
-        return InvalidArgument("/errors/" + PointerToken(it.key()) +
+        return InvalidArgument("/errors/" + JsonPointerToken(it.key()) +
                                ": must be a parent type name");
       }
       s.errors.emplace_back(it.key(), it.value().get<std::string>());
@@ -203,7 +190,7 @@ Result<Scenario> ParseScenario(const std::string& text) {
       }
       for (auto it = op.begin(); it != op.end(); ++it) {
         if (it.key() != "op" && it.key() != "input" && it.key() != "mocks") {
-          return InvalidArgument(p + "/" + PointerToken(it.key()) +
+          return InvalidArgument(p + "/" + JsonPointerToken(it.key()) +
                                  ": unknown key; an operation has op, input, mocks");
         }
       }
@@ -235,7 +222,7 @@ Result<Scenario> LoadScenarioFile(const std::string& path) {
 Status MockSet::Install(const std::map<std::string, Json>& mocks, TaskRegistry& registry) {
   for (const auto& [name, def] : mocks) {
     SAGAFLOW_ASSIGN_OR_RETURN(std::vector<MockRule> rules,
-                              CompileMock(def, "/mocks/" + PointerToken(name)));
+                              CompileMock(def, "/mocks/" + JsonPointerToken(name)));
     auto service = std::make_shared<MockService>(std::move(rules));
     registry.add(name,
                  [service](TaskContext&, const Json& args) -> Json { return service->Call(args); });
@@ -257,7 +244,7 @@ Status Stuck(const std::vector<std::pair<std::string, std::string>>& stuck) {
   std::map<std::string, std::string> parent_of(stuck.begin(), stuck.end());
   for (const auto& [name, parent] : stuck) {
     if (!parent_of.count(parent)) {
-      return InvalidArgument("/errors/" + PointerToken(name) + ": the parent '" + parent +
+      return InvalidArgument("/errors/" + JsonPointerToken(name) + ": the parent '" + parent +
                              "' of error type '" + name + "' is not defined");
     }
   }
@@ -268,7 +255,7 @@ Status Stuck(const std::vector<std::pair<std::string, std::string>>& stuck) {
     cur = parent_of[cur];
   }
   cycle += " -> " + cur;
-  return InvalidArgument("/errors/" + PointerToken(stuck.front().first) +
+  return InvalidArgument("/errors/" + JsonPointerToken(stuck.front().first) +
                          ": error types form a cycle (" + cycle + ")");
 }
 
@@ -283,7 +270,7 @@ Status DefineErrors(const Scenario& scenario, ErrorTypes& errors) {
       Status s = errors.Define(name, parent);
       if (s.ok()) continue;
       if (s.code() != StatusCode::kInvalidArgument) {
-        return InvalidArgument("/errors/" + PointerToken(name) + ": " + s.message());
+        return InvalidArgument("/errors/" + JsonPointerToken(name) + ": " + s.message());
       }
       later.emplace_back(name, parent);  // the parent is not defined (yet)
     }

@@ -34,24 +34,10 @@ std::string LoadResult::Describe(std::string_view file) const {
 
 namespace {
 
-std::string PointerToken(std::string_view key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 std::string Join(std::string_view base, std::string_view key) {
   std::string out(base);
   out += '/';
-  out += PointerToken(key);
+  out += JsonPointerToken(key);
   return out;
 }
 

@@ -3,20 +3,6 @@
 namespace sagaflow::statelang {
 namespace {
 
-std::string EscapePointerToken(const std::string& key) {
-  std::string out;
-  for (char c : key) {
-    if (c == '~') {
-      out += "~0";
-    } else if (c == '/') {
-      out += "~1";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 // Seata drops null entries of maps in parameters; constants follow the same rule as rendered
 // values so that writing a value out or computing it gives the same result.
 void DropNullMembers(Json& j) {
@@ -70,7 +56,7 @@ Result<ValueTemplate> ValueTemplate::CompileAt(const OrderedJson& value, std::st
     for (const auto& [k, v] : value.items()) {
       auto child = CompileAt(v, pointer);
       if (!child.ok()) {
-        pointer.insert(0, "/" + EscapePointerToken(k));
+        pointer.insert(0, "/" + JsonPointerToken(k));
         return child.status();
       }
       constant = constant && child->is_constant();

@@ -23,6 +23,12 @@ using OrderedJson = nlohmann::ordered_json;
 // Errors (kInvalidArgument) name the line and column, or the pointer of the too-deep value.
 Result<Json> ParseJson(std::string_view text, std::size_t max_depth = 64);
 
+// `key` as one token of a JSON pointer (RFC 6901: "~" as "~0", "/" as "~1").
+std::string JsonPointerToken(std::string_view key);
+
+// The message of an nlohmann::json exception without its "[json.exception.x.n] " prefix.
+std::string JsonErrorMessage(const std::exception& e);
+
 // Converts a definition value into a runtime value (key order is dropped).
 Json ToRuntimeJson(const OrderedJson& value);
 
