@@ -9,7 +9,8 @@ conformance=../shared/conformance/run.py
 scripts/install-deps.sh test
 
 echo "== release build"
-cmake --preset release >/dev/null
+# Tests and benchmarks on explicitly: the quick start configures the same build without them.
+cmake --preset release -DSAGAFLOW_BUILD_TESTS=ON -DSAGAFLOW_BUILD_BENCH=ON >/dev/null
 cmake --build --preset release
 echo "== unit tests"
 ctest --preset release
@@ -18,7 +19,7 @@ echo "== conformance suite"
 python3 "$conformance" build/release/server/sagaflow
 
 echo "== ASan + UBSan build"
-cmake --preset asan >/dev/null
+cmake --preset asan -DSAGAFLOW_BUILD_TESTS=ON >/dev/null
 cmake --build --preset asan
 echo "== unit tests under ASan + UBSan"
 ctest --preset asan
