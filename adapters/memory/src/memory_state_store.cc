@@ -78,13 +78,12 @@ Result<InstanceId> MemoryStateStore::CreateInstance(const InstanceRecord& record
       return existing;
     }
     // Insert the instance before the key lock is released, so a concurrent repeat finds it.
-    Shard& shard = ShardFor(record.id);
-    std::lock_guard shard_lock(shard.mu);
-    if (!shard.instances.emplace(record.id, record).second) {
-      return AlreadyExists("instance " + record.id.str() + " already exists");
-    }
-    return record.id;
+    return Insert(record);
   }
+  return Insert(record);
+}
+
+Result<InstanceId> MemoryStateStore::Insert(const InstanceRecord& record) {
   Shard& shard = ShardFor(record.id);
   std::lock_guard lock(shard.mu);
   if (!shard.instances.emplace(record.id, record).second) {

@@ -36,6 +36,8 @@ class MemoryStateStore final : public engine::StateStore {
   };
   Shard& ShardFor(const InstanceId& id);
   const Shard& ShardFor(const InstanceId& id) const;
+  // Adds `record` to its shard; kAlreadyExists when the id is taken.
+  Result<InstanceId> Insert(const engine::InstanceRecord& record);
   // The stored record of `id` and its shard, or nulls. Remembers the last record each thread
   // wrote, since an instance's steps are written one after another by the same thread.
   std::pair<Shard*, engine::InstanceRecord*> Locate(const InstanceId& id);
