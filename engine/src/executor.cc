@@ -399,7 +399,7 @@ void Executor::WorkerLoop(std::stop_token stop, std::size_t worker) {
 
 void Executor::TimerLoop(std::stop_token stop) {
   while (!stop.stop_requested()) {
-    std::optional<TimePoint> next = ReleaseDueTimers();
+    ReleaseDueTimers();
     std::unique_lock lock(timer_mu_);
     if (stop.stop_requested()) return;
     if (!timers_.empty() && timers_.top().due <= clock_.Now()) continue;
@@ -410,7 +410,6 @@ void Executor::TimerLoop(std::stop_token stop) {
       Duration left = timers_.top().due - clock_.Now();
       timer_cv_.wait_for(lock, std::min<Duration>(left, std::chrono::seconds(1)));
     }
-    (void)next;
   }
 }
 

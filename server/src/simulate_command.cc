@@ -137,12 +137,12 @@ int RunSimulate(const SimulateArgs& args) {
       continue;
     }
     latest = std::move(result).value();
-    std::size_t first_exec = latest.executions.size() > before ? before : latest.executions.size();
     entry["status"] = std::string(engine::RunStatusCode(latest.status));
     entry["compensationStatus"] = NullableStatus(latest.compensation_status);
     entry["errorCode"] = latest.error_code.empty() ? Json() : Json(latest.error_code);
     entry["context"] = latest.context.get();
-    entry["trace"] = TraceJson(latest, first_exec, latest.executions.size());
+    // Executions are only ever appended: the operation's are those after `before`.
+    entry["trace"] = TraceJson(latest, before, latest.executions.size());
     operations.push_back(std::move(entry));
   }
   out["operations"] = std::move(operations);
