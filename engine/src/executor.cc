@@ -1,8 +1,10 @@
 #include "sagaflow/engine/executor.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <future>
 
 #include "sagaflow/statelang/loader.h"
 
@@ -39,12 +41,24 @@ struct Executor::Waiter {
 struct Executor::Live {
   std::shared_ptr<const Flow> flow;
   InstanceRecord record;
-  // A step computed but not stored yet: the first step of an operation, or one the store
-  // refused.
+  // A step computed but not acted on yet: the first step of an operation or a resume, one the
+  // store refused, or one being stored asynchronously.
   std::optional<Step> pending;
   Duration write_backoff{};
   std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by the shard's mutex
 };
+
+namespace {
+
+// A lease owner name unique to this process: host, pid and a random part.
+std::string DefaultOwner() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return std::string(host[0] ? host : "engine") + ":" + std::to_string(getpid()) + ":" +
+         NewUniqueToken().substr(16);
+}
+
+}  // namespace
 
 Executor::Executor(ExecutorOptions options, const TaskRegistry& registry, StateStore& store,
                    const Clock& clock)
@@ -52,7 +66,10 @@ Executor::Executor(ExecutorOptions options, const TaskRegistry& registry, StateS
       registry_(registry),
       store_(store),
       clock_(clock),
-      interpreter_(registry.errors()) {}
+      interpreter_(registry.errors()),
+      async_store_(store.asynchronous()) {
+  if (options_.owner.empty()) options_.owner = DefaultOwner();
+}
 
 Executor::~Executor() { Stop(); }
 
@@ -69,6 +86,7 @@ Status Executor::Start() {
     threads_.emplace_back([this, worker](std::stop_token st) { WorkerLoop(st, worker); });
   }
   threads_.emplace_back([this](std::stop_token st) { TimerLoop(st); });
+  threads_.emplace_back([this](std::stop_token st) { MaintenanceLoop(st); });
   return Status::Ok();
 }
 
@@ -85,7 +103,16 @@ void Executor::Stop() noexcept {
     std::lock_guard lock(timer_mu_);
     timer_cv_.notify_all();
   }
+  {
+    std::lock_guard lock(maintenance_mu_);
+    maintenance_cv_.notify_all();
+  }
   threads_.clear();  // joins
+  {
+    // The store's callbacks refer to this executor: wait for those still to come.
+    std::unique_lock lock(async_mu_);
+    async_cv_.wait(lock, [&] { return async_calls_ == 0; });
+  }
   // Wake whoever still waits: their instances stay RU in the store.
   std::vector<std::shared_ptr<Waiter>> waiters;
   for (LiveShard& shard : live_) {
@@ -177,8 +204,9 @@ Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMach
   return StartInstance(machine, SharedJson(std::move(input)), options);
 }
 
-Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMachine>& machine,
-                                           SharedJson input, const StartOptions& options) {
+Result<std::shared_ptr<Executor::Live>> Executor::NewLive(
+    const std::shared_ptr<const StateMachine>& machine, SharedJson input,
+    const StartOptions& options) {
   if (!started_) return FailedPrecondition("executor not started");
   if (stop_source_.stop_requested()) return Cancelled("executor is stopping");
   if (input.is_null()) input = Json::object();
@@ -198,18 +226,58 @@ Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMach
   r.input = std::move(input);
   r.context = r.input;
   r.started_at = r.updated_at = clock_.Now();
+  r.owner = options_.owner;
+  r.lease_until = r.started_at + options_.lease_ttl;
   r.cursor.current = machine->start();
   r.executions.reserve(machine->states().size());
-  SAGAFLOW_ASSIGN_OR_RETURN(InstanceId stored_id, store_.CreateInstance(r));
-  if (stored_id != r.id) return stored_id;  // a repeated start with the same business key
-  InstanceId id = r.id;
+  return live;
+}
+
+void Executor::Launch(std::shared_ptr<Live> live) {
   {
-    LiveShard& shard = ShardFor(id);
+    LiveShard& shard = ShardFor(live->record.id);
     std::lock_guard lock(shard.mu);
-    shard.instances.emplace(id, live);
+    shard.instances.emplace(live->record.id, live);
   }
   Enqueue(Work{std::move(live), Event::kStart});
-  return id;
+}
+
+Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMachine>& machine,
+                                           SharedJson input, const StartOptions& options) {
+  if (async_store_) {
+    std::promise<Result<InstanceId>> done;
+    auto result = done.get_future();
+    StartInstanceAsync(machine, std::move(input), options,
+                       [&done](Result<InstanceId> id) { done.set_value(std::move(id)); });
+    return result.get();
+  }
+  SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<Live> live,
+                            NewLive(machine, std::move(input), options));
+  SAGAFLOW_ASSIGN_OR_RETURN(InstanceId stored_id, store_.CreateInstance(live->record));
+  if (stored_id != live->record.id) return stored_id;  // a repeat with the same business key
+  Launch(std::move(live));
+  return stored_id;
+}
+
+void Executor::StartInstanceAsync(const std::shared_ptr<const StateMachine>& machine,
+                                  SharedJson input, const StartOptions& options,
+                                  StartDone started) {
+  auto live = NewLive(machine, std::move(input), options);
+  if (!live.ok()) return started(live.status());
+  if (!async_store_) {
+    Result<InstanceId> id = store_.CreateInstance((*live)->record);
+    if (id.ok() && *id == (*live)->record.id) Launch(std::move(live).value());
+    return started(std::move(id));
+  }
+  BeginAsync();
+  const InstanceRecord& record = (*live)->record;
+  store_.CreateInstanceAsync(
+      record, [this, live = std::move(live).value(),
+               started = std::move(started)](Result<InstanceId> id) mutable {
+        if (id.ok() && *id == live->record.id) Launch(std::move(live));
+        started(std::move(id));
+        EndAsync();
+      });
 }
 
 Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
@@ -239,51 +307,61 @@ Result<InstanceRecord> Executor::Run(const std::shared_ptr<const StateMachine>& 
 Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, const Json& patch,
                                          Duration timeout) {
   if (!started_) return FailedPrecondition("executor not started");
+  auto live = std::make_shared<Live>();
+  auto waiter = std::make_shared<Waiter>();
+  live->waiters.push_back(waiter);
+  // Reserve the instance in this engine first: two operations here never claim it together.
+  LiveShard& shard = ShardFor(id);
   {
-    LiveShard& shard = ShardFor(id);
     std::lock_guard lock(shard.mu);
-    if (shard.instances.count(id)) {
+    if (!shard.instances.emplace(id, live).second) {
       return FailedPrecondition("instance " + id.str() + " is running in this engine; " +
                                 std::string(OperationName(op)) + " applies to finished instances");
     }
   }
-  SAGAFLOW_ASSIGN_OR_RETURN(InstanceRecord record, store_.LoadInstance(id));
-  SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<const Flow> flow, FlowForRecord(record));
-  auto live = std::make_shared<Live>();
-  live->flow = flow;
-  live->record = std::move(record);
-  // Decide the first step here, so that a refusal is reported synchronously.
+  auto unreserve = [&] {
+    std::lock_guard lock(shard.mu);
+    shard.instances.erase(id);
+  };
   TimePoint now = clock_.Now();
-  Result<Step> first = [&]() -> Result<Step> {
+  auto claimed = store_.ClaimInstance(id, options_.owner, now, now + options_.lease_ttl);
+  if (!claimed.ok()) {
+    unreserve();
+    return claimed.status();
+  }
+  live->record = std::move(claimed).value();
+  auto flow = FlowForRecord(live->record);
+  // Decide the first step here, so that a refusal is reported synchronously.
+  Result<Step> first = flow.status();
+  if (flow.ok()) {
+    live->flow = *flow;
+    const StateMachine& machine = *live->flow->machine;
     switch (op) {
       case Operation::kForward:
-        return interpreter_.Forward(live->record, *flow->machine, patch, now);
+        first = interpreter_.Forward(live->record, machine, patch, now);
+        break;
       case Operation::kCompensate:
-        return interpreter_.Compensate(live->record, *flow->machine, patch, now);
+        first = interpreter_.Compensate(live->record, machine, patch, now);
+        break;
       case Operation::kSkip:
-        return interpreter_.Skip(live->record, *flow->machine, patch, now);
+        first = interpreter_.Skip(live->record, machine, patch, now);
+        break;
     }
-    return Internal("unknown operation");
-  }();
-  if (!first.ok()) return first.status();
-  if (first->decision.kind == Decision::Kind::kFinished && first->changed_executions.empty() &&
-      !first->context_changed && live->record.finished()) {
-    // Nothing to do (idempotent repeat); the header may still have changed (trivial compensate).
-    if (live->record.compensation_status != std::nullopt) {
-      SAGAFLOW_RETURN_IF_ERROR(store_.WriteInstance(InstanceWrite{&live->record, {}, false}));
-    }
+  }
+  if (!first.ok() || (first->decision.kind == Decision::Kind::kFinished &&
+                      first->changed_executions.empty() && !first->context_changed &&
+                      live->record.finished())) {
+    // Refused, or nothing to do (an idempotent repeat; the header may still have changed, as
+    // for a trivial compensate): store the header, which gives the lease back.
+    unreserve();
+    live->record.lease_until = now;
+    live->record.updated_at = now;
+    Status released = store_.WriteInstance(InstanceWrite{&live->record, {}, false});
+    if (!first.ok()) return first.status();
+    SAGAFLOW_RETURN_IF_ERROR(released);
     return live->record;
   }
   live->pending = std::move(first).value();
-  auto waiter = std::make_shared<Waiter>();
-  live->waiters.push_back(waiter);
-  {
-    LiveShard& shard = ShardFor(id);
-    std::lock_guard lock(shard.mu);
-    if (!shard.instances.emplace(id, live).second) {
-      return FailedPrecondition("instance " + id.str() + " is already being operated on");
-    }
-  }
   Enqueue(Work{live, Event::kPending});
   if (options_.workers == 0) SAGAFLOW_RETURN_IF_ERROR(RunUntilIdle());
   std::unique_lock lock(waiter->mu);
@@ -293,6 +371,72 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
                             std::to_string(DurationToSeconds(timeout)) + " s");
   }
   return waiter->result;
+}
+
+Status Executor::Resume(const InstanceId& id) {
+  if (!started_) return FailedPrecondition("executor not started");
+  auto live = std::make_shared<Live>();
+  LiveShard& shard = ShardFor(id);
+  {
+    std::lock_guard lock(shard.mu);
+    if (!shard.instances.emplace(id, live).second) {
+      return FailedPrecondition("instance " + id.str() + " is already running in this engine");
+    }
+  }
+  auto unreserve = [&] {
+    std::lock_guard lock(shard.mu);
+    shard.instances.erase(id);
+  };
+  TimePoint now = clock_.Now();
+  auto claimed = store_.ClaimInstance(id, options_.owner, now, now + options_.lease_ttl);
+  if (!claimed.ok()) {
+    unreserve();
+    return claimed.status();
+  }
+  live->record = std::move(claimed).value();
+  auto flow = FlowForRecord(live->record);
+  Result<Step> first = flow.status();
+  if (flow.ok()) {
+    live->flow = *flow;
+    first = interpreter_.Resume(live->record, *live->flow->machine, now);
+  }
+  if (!first.ok() || live->record.finished()) {
+    unreserve();
+    ReleaseLease(live->record);
+    return first.ok() ? Status::Ok() : first.status();
+  }
+  spdlog::info("instance {}: resumed (owner {})", id.str(), options_.owner);
+  live->pending = std::move(first).value();
+  Enqueue(Work{std::move(live), Event::kPending});
+  return Status::Ok();
+}
+
+Result<RecoverReport> Executor::RecoverExpired(std::size_t limit) {
+  if (!started_) return FailedPrecondition("executor not started");
+  TimePoint now = clock_.Now();
+  SAGAFLOW_ASSIGN_OR_RETURN(
+      std::vector<InstanceId> ids,
+      store_.ClaimExpired(options_.owner, now, now + options_.lease_ttl, limit));
+  RecoverReport report;
+  for (const InstanceId& id : ids) {
+    Status s = Resume(id);
+    if (s.ok()) {
+      report.resumed.push_back(id);
+    } else {
+      spdlog::error("instance {}: cannot be resumed: {}", id.str(), s.ToString());
+      report.failed.emplace_back(id, std::move(s));
+    }
+  }
+  return report;
+}
+
+void Executor::ReleaseLease(const InstanceRecord& record) {
+  TimePoint now = clock_.Now();
+  auto released = store_.ClaimInstance(record.id, options_.owner, now, now);
+  if (!released.ok() && released.status().code() != StatusCode::kNotFound) {
+    spdlog::warn("instance {}: could not release its lease ({}); it expires at {}",
+                 record.id.str(), released.status().ToString(), FormatTime(record.lease_until));
+  }
 }
 
 std::size_t Executor::live_instances() const {
@@ -431,9 +575,21 @@ Status Executor::RunUntilIdle() {
       continue;
     }
     std::optional<TimePoint> next = ReleaseDueTimers();
+    bool writing;
     {
-      std::lock_guard lock(ready_mu_);
+      // Callbacks queue their work before they count as done, so once none is in flight,
+      // everything they queued is visible below.
+      std::lock_guard lock(async_mu_);
+      writing = async_calls_ > 0;
+    }
+    {
+      std::unique_lock lock(ready_mu_);
       if (!ready_.empty()) continue;
+      if (writing) {
+        // An asynchronous store is still writing: its callback queues the next step.
+        ready_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return !ready_.empty(); });
+        continue;
+      }
     }
     if (!next) return Status::Ok();
     if (options_.virtual_clock) {
@@ -445,22 +601,103 @@ Status Executor::RunUntilIdle() {
   }
 }
 
-bool Executor::Persist(Live& live, const Step& step, TimePoint now) {
+void Executor::PrepareWrite(Live& live, const Step& step, TimePoint now) const {
   live.record.updated_at = now;
+  // Every write renews the lease; the last one of a run gives it back.
+  live.record.lease_until =
+      step.decision.kind == Decision::Kind::kFinished ? now : now + options_.lease_ttl;
+}
+
+Status Executor::Persist(Live& live, const Step& step, TimePoint now) {
+  PrepareWrite(live, step, now);
   Status s = store_.WriteInstance(
       InstanceWrite{&live.record, step.changed_executions, step.context_changed});
-  if (s.ok()) {
-    live.write_backoff = Duration::zero();
-    return true;
+  if (s.ok()) live.write_backoff = Duration::zero();
+  return s;
+}
+
+Executor::Stored Executor::Refused(Live& live, const Status& status) {
+  if (status.code() == StatusCode::kFailedPrecondition ||
+      status.code() == StatusCode::kNotFound) {
+    // The lease is lost (another process took the instance over) or the instance is gone:
+    // nothing of this step may be acted on, and writing again cannot help.
+    spdlog::error("instance {}: stopped running it here: {}", live.record.id.str(),
+                  status.ToString());
+    return Stored::kLost;
   }
   // Nothing is acted on until it is stored: keep the step and try again after a backoff.
   spdlog::warn("instance {}: the store refused a write ({}); retrying", live.record.id.str(),
-               s.ToString());
+               status.ToString());
   live.write_backoff = live.write_backoff == Duration::zero()
                            ? options_.store_retry_initial
                            : std::min(live.write_backoff * 2, options_.store_retry_max);
-  live.pending = step;
-  return false;
+  return Stored::kRetry;
+}
+
+void Executor::Submit(std::shared_ptr<Live> live, Step step, TimePoint now) {
+  Live& l = *live;
+  PrepareWrite(l, step, now);
+  l.pending = std::move(step);
+  BeginAsync();
+  store_.WriteInstanceAsync(
+      InstanceWrite{&l.record, l.pending->changed_executions, l.pending->context_changed},
+      [this, live = std::move(live)](Status status) mutable {
+        OnWritten(std::move(live), std::move(status));
+        EndAsync();
+      });
+}
+
+void Executor::OnWritten(std::shared_ptr<Live> live, Status status) {
+  if (status.ok()) {
+    live->write_backoff = Duration::zero();
+    return Enqueue(Work{std::move(live), Event::kStored});
+  }
+  switch (Refused(*live, status)) {
+    case Stored::kLost:
+      return Finish(live, std::move(status));
+    case Stored::kRetry:
+      if (stop_source_.stop_requested()) return;
+      AddTimer(clock_.Now() + live->write_backoff, Work{live, Event::kPending});
+      return;
+  }
+}
+
+void Executor::BeginAsync() {
+  std::lock_guard lock(async_mu_);
+  ++async_calls_;
+}
+
+void Executor::EndAsync() {
+  std::lock_guard lock(async_mu_);
+  if (--async_calls_ == 0) async_cv_.notify_all();
+}
+
+void Executor::MaintenanceLoop(std::stop_token stop) {
+  const Duration renew_every = std::max<Duration>(options_.lease_ttl / 3,
+                                                  std::chrono::milliseconds(10));
+  TimePoint next_recover = clock_.Now() + options_.recover_every;
+  while (!stop.stop_requested()) {
+    {
+      std::unique_lock lock(maintenance_mu_);
+      maintenance_cv_.wait_for(lock, renew_every, [&] { return stop.stop_requested(); });
+    }
+    if (stop.stop_requested()) return;
+    TimePoint now = clock_.Now();
+    auto renewed = store_.RenewLeases(options_.owner, now, now + options_.lease_ttl);
+    if (!renewed.ok()) {
+      spdlog::warn("could not renew the leases of owner {}: {}", options_.owner,
+                   renewed.status().ToString());
+    }
+    if (options_.recover_every > Duration::zero() && now >= next_recover) {
+      next_recover = now + options_.recover_every;
+      auto report = RecoverExpired();
+      if (!report.ok()) {
+        spdlog::warn("recovery pass failed: {}", report.status().ToString());
+      } else if (!report->resumed.empty()) {
+        spdlog::info("recovered {} instances whose engine stopped", report->resumed.size());
+      }
+    }
+  }
 }
 
 TaskOutcome Executor::Invoke(Live& live, const TaskFn& fn, int execution) {
@@ -489,6 +726,7 @@ void Executor::Drive(Work work) {
   Live& l = *live;
   const StateMachine& machine = *l.flow->machine;
   Step step;
+  bool stored = false;
   TimePoint now = clock_.Now();  // one reading per decision, shared by the step and its write
   switch (work.event) {
     case Event::kStart:
@@ -501,13 +739,25 @@ void Executor::Drive(Work work) {
       step = std::move(*l.pending);
       l.pending.reset();
       break;
+    case Event::kStored:
+      step = std::move(*l.pending);
+      l.pending.reset();
+      stored = true;
+      break;
   }
   while (true) {
-    if (!Persist(l, step, now)) {
-      if (stop_source_.stop_requested()) return;
-      AddTimer(now + l.write_backoff, Work{live, Event::kPending});
-      return;
+    if (!stored) {
+      if (async_store_) return Submit(std::move(live), std::move(step), now);
+      Status written = Persist(l, step, now);
+      if (!written.ok()) {
+        if (Refused(l, written) == Stored::kLost) return Finish(live, std::move(written));
+        l.pending = std::move(step);
+        if (stop_source_.stop_requested()) return;
+        AddTimer(now + l.write_backoff, Work{live, Event::kPending});
+        return;
+      }
     }
+    stored = false;
     switch (step.decision.kind) {
       case Decision::Kind::kInvoke: {
         const StateExecution& e =

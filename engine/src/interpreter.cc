@@ -224,6 +224,7 @@ class Interpreter::Run {
           break;
         }
         r_.context.Mutable()[key] = std::move(v).value();
+        step_.context_changed = true;
       }
     }
     RunStatus status = DecideStatus(e, t, outcome.ok && !failure ? &outcome.result : nullptr,
@@ -513,6 +514,54 @@ class Interpreter::Run {
     return -1;
   }
 
+  // Picks up an unfinished instance whose previous owner stopped (see Interpreter::Resume).
+  Status Resume() {
+    Cursor& c = r_.cursor;
+    if (c.active_execution < 0) {
+      if (c.phase == Phase::kCompensating) {
+        NextCompensation();
+      } else {
+        // Only a created instance whose first step was never stored has no execution in flight.
+        Advance();
+      }
+      return Status::Ok();
+    }
+    StateExecution& e = r_.executions[static_cast<std::size_t>(c.active_execution)];
+    if (e.retry_at) {
+      // Waiting in backoff: wake when it was due; the attempt counters are as stored.
+      step_.decision = Decision{Decision::Kind::kWait, e.id, *e.retry_at};
+      return Status::Ok();
+    }
+    if (e.status != RunStatus::kRunning) {
+      return Internal("instance " + r_.id.str() + ": the cursor points at execution " +
+                      std::to_string(e.id) + " of state '" + e.state.str() +
+                      "', which has already ended");
+    }
+    // In doubt: the task was invoked (or about to be) and its outcome was never stored.
+    if (e.kind == ExecutionKind::kCompensation ||
+        m_.recover_strategy() == statelang::RecoverStrategy::kForward) {
+      // Invoke again with the same idempotency key: the task recognises a repeat.
+      ArmInvocation(e.id);
+      return Status::Ok();
+    }
+    // Compensate (the default): the step may have acted, so it counts as UN and is undone with
+    // everything executed before it, as an operator's compensate would.
+    e.status = RunStatus::kUnknown;
+    e.error = TaskFailure{std::string(ErrorTypes::kError),
+                          "in doubt: the engine running this step stopped before its outcome "
+                          "was stored (RecoverStrategy Compensate)"};
+    e.ended_at = now_;
+    MarkChanged(e.id);
+    Finish(e.error);
+    BeginOperation(Json());
+    if (!BeginCompensation(kNoState)) {
+      r_.compensation_status = RunStatus::kSucceeded;
+      return Status::Ok();  // the Finish decision stands
+    }
+    NextCompensation();
+    return Status::Ok();
+  }
+
   InstanceRecord& record() { return r_; }
   Step& step() { return step_; }
 
@@ -546,6 +595,19 @@ Step Interpreter::OnRetryDue(InstanceRecord& record, const StateMachine& machine
                              TimePoint now) const {
   Run run(errors_, record, machine, now);
   run.ArmInvocation(record.cursor.active_execution);
+  return run.Take();
+}
+
+Result<Step> Interpreter::Resume(InstanceRecord& record, const StateMachine& machine,
+                                 TimePoint now) const {
+  if (record.finished()) return Step{Decision{Decision::Kind::kFinished, -1, {}}, {}, false};
+  Run run(errors_, record, machine, now);
+  if (record.executions.empty() && record.cursor.phase == Phase::kForward &&
+      record.cursor.active_execution < 0 && record.cursor.epoch == 0) {
+    // Created, never stepped: begin the run.
+    return Start(record, machine, now);
+  }
+  SAGAFLOW_RETURN_IF_ERROR(run.Resume());
   return run.Take();
 }
 

@@ -98,6 +98,11 @@ Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
   if (!found) return NotFound("instance " + src.id.str() + " not found");
   std::lock_guard lock(shard->mu);
   InstanceRecord& dst = *found;
+  if (dst.owner != src.owner) {
+    return FailedPrecondition("lease lost: instance " + src.id.str() + " is now owned by '" +
+                              dst.owner + "'");
+  }
+  dst.lease_until = src.lease_until;
   dst.status = src.status;
   dst.compensation_status = src.compensation_status;
   dst.error = src.error;
@@ -155,13 +160,89 @@ Result<std::vector<engine::InstanceSummary>> MemoryStateStore::ListInstances(
       if (!filter.flow_name.empty() && r.flow_name != filter.flow_name) continue;
       out.push_back(engine::InstanceSummary{r.id, r.flow_name, r.flow_version, r.business_key,
                                             r.status, r.compensation_status, r.started_at,
-                                            r.ended_at});
+                                            r.ended_at, r.owner, r.lease_until});
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     return a.started_at != b.started_at ? a.started_at > b.started_at : a.id > b.id;
   });
   if (out.size() > filter.limit) out.resize(filter.limit);
+  return out;
+}
+
+Result<std::vector<InstanceId>> MemoryStateStore::ClaimExpired(const std::string& owner,
+                                                                TimePoint now,
+                                                                TimePoint lease_until,
+                                                                std::size_t limit) {
+  std::vector<std::pair<TimePoint, InstanceId>> expired;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (const auto& [id, r] : shard.instances) {
+      if (!r.finished() && r.lease_until <= now) expired.emplace_back(r.lease_until, id);
+    }
+  }
+  std::sort(expired.begin(), expired.end());
+  std::vector<InstanceId> claimed;
+  for (const auto& [lease, id] : expired) {
+    if (claimed.size() == limit) break;
+    Shard& shard = ShardFor(id);
+    std::lock_guard lock(shard.mu);
+    InstanceRecord& r = shard.instances.at(id);
+    // Another claimer may have taken it since it was listed.
+    if (r.finished() || r.lease_until > now) continue;
+    r.owner = owner;
+    r.lease_until = lease_until;
+    claimed.push_back(id);
+  }
+  return claimed;
+}
+
+Result<InstanceRecord> MemoryStateStore::ClaimInstance(const InstanceId& id,
+                                                       const std::string& owner, TimePoint now,
+                                                       TimePoint lease_until) {
+  Shard& shard = ShardFor(id);
+  std::lock_guard lock(shard.mu);
+  auto it = shard.instances.find(id);
+  if (it == shard.instances.end()) return NotFound("no instance " + id.str());
+  InstanceRecord& r = it->second;
+  if (r.owner != owner && r.lease_until > now) {
+    return FailedPrecondition("instance " + id.str() + " is leased by '" + r.owner +
+                              "' until " + FormatTime(r.lease_until));
+  }
+  r.owner = owner;
+  r.lease_until = lease_until;
+  return r;
+}
+
+Result<std::size_t> MemoryStateStore::RenewLeases(const std::string& owner, TimePoint now,
+                                                  TimePoint lease_until) {
+  std::size_t n = 0;
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (auto& [id, r] : shard.instances) {
+      if (!r.finished() && r.owner == owner && r.lease_until > now) {
+        r.lease_until = lease_until;
+        ++n;
+      }
+    }
+  }
+  return n;
+}
+
+Result<engine::UnfinishedSummary> MemoryStateStore::Unfinished(const std::string& owner,
+                                                               TimePoint now) {
+  engine::UnfinishedSummary out;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    for (const auto& [id, r] : shard.instances) {
+      if (r.finished()) continue;
+      ++out.unfinished;
+      if (r.owner != owner && r.lease_until > now) {
+        ++out.leased_elsewhere;
+        if (!out.next_expiry || r.lease_until < *out.next_expiry) out.next_expiry = r.lease_until;
+      }
+    }
+  }
   return out;
 }
 

@@ -41,6 +41,22 @@ struct ExecutorOptions {
   // Called on an executor thread after an instance's run or operation has finished and been
   // stored. Must be thread-safe and quick.
   std::function<void(const InstanceRecord&)> on_finished;
+  // This process's name in the leases of the instances it runs; "" picks a unique one.
+  std::string owner;
+  // How long a lease lasts unless renewed. With threads, the executor renews its leases every
+  // third of it, and every write renews the lease of the instance written.
+  Duration lease_ttl = std::chrono::seconds(5);
+  // With threads: claim and resume instances whose lease expired (their engine process
+  // stopped) this often. Zero: only when RecoverExpired() is called.
+  Duration recover_every = Duration::zero();
+};
+
+// What one pass of recovery did.
+struct RecoverReport {
+  std::vector<InstanceId> resumed;
+  // Claimed but not resumable (their flow no longer loads, a task is not registered, ...):
+  // their lease is released for another process to try.
+  std::vector<std::pair<InstanceId, Status>> failed;
 };
 
 struct StartOptions {
@@ -80,6 +96,12 @@ class Executor {
   // one input).
   Result<InstanceId> StartInstance(const std::shared_ptr<const statelang::StateMachine>& machine,
                                    SharedJson input, const StartOptions& options = {});
+  // StartInstance without blocking: `started` is called once the instance is stored (with its
+  // id, or the existing instance's for a repeated business key) or refused, on an executor or
+  // store thread (or on this one, for an error found before storing or a synchronous store).
+  using StartDone = std::function<void(Result<InstanceId>)>;
+  void StartInstanceAsync(const std::shared_ptr<const statelang::StateMachine>& machine,
+                          SharedJson input, const StartOptions& options, StartDone started);
 
   // Waits until the instance's current run or operation finishes, or `timeout` passes
   // (kDeadlineExceeded). Returns the stored record.
@@ -95,11 +117,21 @@ class Executor {
   Result<InstanceRecord> Operate(Operation op, const InstanceId& id, const Json& patch,
                                  Duration timeout);
 
+  // Takes over one unfinished instance and resumes it where the store says it is (see
+  // Interpreter::Resume). Errors: kNotFound, kFailedPrecondition while another process holds a
+  // live lease on it or it is already running here, the flow's or the store's errors.
+  Status Resume(const InstanceId& id);
+
+  // Claims up to `limit` instances whose lease expired and resumes them.
+  Result<RecoverReport> RecoverExpired(std::size_t limit = 1000);
+
   // Manual mode only: runs ready work and due timers on this thread until nothing is left.
   Status RunUntilIdle();
 
   // Instances currently running or waiting in this executor.
   std::size_t live_instances() const;
+
+  const std::string& owner() const { return options_.owner; }
 
  private:
   struct Flow;
@@ -108,7 +140,8 @@ class Executor {
   enum class Event {
     kStart,     // begin a new instance's run
     kRetryDue,  // a retry's backoff is over
-    kPending,   // act on Live::pending (an operation's first step, or a write to retry)
+    kPending,   // store Live::pending, then act on it (an operation's first step, a retry)
+    kStored,    // Live::pending is stored (asynchronously): act on it
   };
   struct Work {
     std::shared_ptr<Live> live;
@@ -130,10 +163,32 @@ class Executor {
   void TimerLoop(std::stop_token stop);
   // Moves due timers to the ready queue; returns the next due time, if any.
   std::optional<TimePoint> ReleaseDueTimers();
+  Result<std::shared_ptr<Live>> NewLive(
+      const std::shared_ptr<const statelang::StateMachine>& machine, SharedJson input,
+      const StartOptions& options);
+  // Registers a stored new instance and queues its first step.
+  void Launch(std::shared_ptr<Live> live);
   void Drive(Work work);
-  bool Persist(Live& live, const Step& step, TimePoint now);
+  // Sets what every write of `step` carries besides the step's changes (time, lease).
+  void PrepareWrite(Live& live, const Step& step, TimePoint now) const;
+  // Writes synchronously.
+  Status Persist(Live& live, const Step& step, TimePoint now);
+  // Writes asynchronously; the store's callback queues kStored (or a retry).
+  void Submit(std::shared_ptr<Live> live, Step step, TimePoint now);
+  void OnWritten(std::shared_ptr<Live> live, Status status);
+  // What to do after a refused write: kRetry (with live.write_backoff set), or kLost when
+  // writing again cannot help (the lease is lost).
+  enum class Stored { kRetry, kLost };
+  Stored Refused(Live& live, const Status& status);
   TaskOutcome Invoke(Live& live, const TaskFn& fn, int execution);
   void Finish(const std::shared_ptr<Live>& live, Status status);
+  // Gives up the lease of a claimed instance this executor will not run (so that another
+  // process can take it at once).
+  void ReleaseLease(const InstanceRecord& record);
+  void MaintenanceLoop(std::stop_token stop);
+  // Asynchronous store calls whose callback has not returned yet (Stop waits for them).
+  void BeginAsync();
+  void EndAsync();
 
   ExecutorOptions options_;
   const TaskRegistry& registry_;
@@ -177,6 +232,14 @@ class Executor {
   std::condition_variable timer_cv_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::uint64_t timer_seq_ = 0;
+
+  const bool async_store_;
+  std::mutex async_mu_;
+  std::condition_variable async_cv_;
+  std::size_t async_calls_ = 0;  // guarded by async_mu_
+
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
 
   std::vector<std::jthread> threads_;
   bool started_ = false;

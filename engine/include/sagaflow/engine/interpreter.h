@@ -29,8 +29,8 @@ struct Decision {
 struct Step {
   Decision decision;
   ExecutionIds changed_executions;
-  // The context must be written: the run or operation ended, or an operation changed it (see
-  // InstanceWrite for why a step's Output alone does not set it).
+  // The context must be written: a task's Output or an operation changed it, or the run or
+  // operation ended.
   bool context_changed = false;
 };
 
@@ -76,6 +76,17 @@ class Interpreter {
   // skip: marks the failed state skipped and continues at its Next.
   Result<Step> Skip(InstanceRecord& record, const statelang::StateMachine& machine,
                     const Json& patch, TimePoint now) const;
+
+  // Resumes an unfinished instance taken over from an engine process that stopped, as stored:
+  // - created but never stepped: the run begins;
+  // - a retry waiting in backoff: waits until it was due (attempt counters as stored);
+  // - a task execution started but never finished (in doubt): with the flow's RecoverStrategy
+  //   Forward, or for a compensation, invokes it again with the same idempotency key; with
+  //   Compensate (the default) marks it UN, ends the run and compensates everything executed,
+  //   the in-doubt step included (Seata treats UN states as compensable).
+  // Errors: kInternal when the stored cursor is inconsistent.
+  Result<Step> Resume(InstanceRecord& record, const statelang::StateMachine& machine,
+                      TimePoint now) const;
 
   // The delay before retry number `retry` (1-based) under `rule`, before jitter:
   // IntervalSeconds x BackoffRate^(retry-1), capped by MaxDelaySeconds.

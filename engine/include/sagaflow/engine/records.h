@@ -126,6 +126,11 @@ struct InstanceRecord {
   TimePoint started_at{};
   TimePoint updated_at{};
   std::optional<TimePoint> ended_at;
+  // The engine process running the instance ("" when none yet) and when its lease expires.
+  // An owner renews its leases while it lives; an unfinished instance whose lease expired is
+  // claimed by the next process that recovers (see StateStore::ClaimExpired).
+  std::string owner;
+  TimePoint lease_until{};
   std::vector<StateExecution> executions;
   Cursor cursor;
 

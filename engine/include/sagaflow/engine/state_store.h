@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,10 +27,10 @@ struct DefinitionRecord {
 // first write that lists it; later writes change only its progress (attempts, status,
 // compensation status, superseded, retry counts and time, output, error, end time).
 //
-// The context is written when a run or an operation ends and when an operation changes it;
-// in between, it is the stored context plus the Output of each execution after
-// cursor.run_first_execution, which the stored outputs make derivable. This keeps a step's
-// write independent of the size of the context.
+// The context is written whenever the step changed it (a task's Output, an operation's patch,
+// the end of a run), so that the stored context is always the one the cursor continues
+// from: an instance taken over after a crash resumes from what is stored, with nothing to
+// re-evaluate (re-rendering Output could issue new `$Sequence` values).
 struct InstanceWrite {
   const InstanceRecord* record = nullptr;
   ExecutionIds executions;  // ids of executions created or changed
@@ -50,13 +52,33 @@ struct InstanceSummary {
   std::optional<RunStatus> compensation_status;
   TimePoint started_at{};
   std::optional<TimePoint> ended_at;
+  std::string owner;
+  TimePoint lease_until{};
+};
+
+// What remains to recover: unfinished instances (cursor not finished) and their leases.
+struct UnfinishedSummary {
+  std::size_t unfinished = 0;
+  // Unfinished instances whose lease, held by an owner other than the one asking, is still
+  // live, and the earliest time one of those leases expires.
+  std::size_t leased_elsewhere = 0;
+  std::optional<TimePoint> next_expiry;
 };
 
 // Where instances live. Every method is durable when it returns OK (as durable as the adapter
 // promises), thread-safe, and turns the backend's exceptions into Statuses (kUnavailable when
 // the backend refused or went away: the caller retries; nothing half-written is visible).
+//
+// Leases. Every instance records the engine process that runs it (`owner`) and until when
+// (`lease_until`). WriteInstance refuses with kFailedPrecondition ("lease lost") when the
+// stored owner differs from record.owner, so that a process whose instance was taken over
+// cannot write over the new owner's progress; it stores record.lease_until as given. An
+// instance is *unfinished* while its cursor's phase is not kFinished.
 class StateStore {
  public:
+  using WriteDone = std::function<void(Status)>;
+  using CreateDone = std::function<void(Result<InstanceId>)>;
+
   virtual ~StateStore() = default;
 
   // Stores a definition; storing the same (name, hash) again is OK and changes nothing.
@@ -76,6 +98,49 @@ class StateStore {
 
   // Newest first.
   virtual Result<std::vector<InstanceSummary>> ListInstances(const InstanceFilter& filter) = 0;
+
+  // --- Group commit ---------------------------------------------------------------------------
+
+  // True when the asynchronous forms below complete on the store's own thread, sharing one
+  // commit among the writes of many instances. The executor then submits writes without
+  // blocking its workers; otherwise it calls the synchronous forms.
+  virtual bool asynchronous() const { return false; }
+
+  // WriteInstance, completing later: `done` is called once with the outcome, once the write is
+  // durable or refused, on a thread of the store (or on the calling thread, as here).
+  // `*write.record` must stay valid and unchanged until `done` is called.
+  virtual void WriteInstanceAsync(const InstanceWrite& write, WriteDone done) {
+    done(WriteInstance(write));
+  }
+  // CreateInstance, completing later, with the same rules.
+  virtual void CreateInstanceAsync(const InstanceRecord& record, CreateDone done) {
+    done(CreateInstance(record));
+  }
+
+  // --- Leases and recovery --------------------------------------------------------------------
+
+  // Claims up to `limit` unfinished instances whose lease expired (lease_until <= now), oldest
+  // lease first: sets their owner and lease_until. Returns their ids. Two processes claiming at
+  // once never get the same instance.
+  virtual Result<std::vector<InstanceId>> ClaimExpired(const std::string& owner, TimePoint now,
+                                                       TimePoint lease_until,
+                                                       std::size_t limit) = 0;
+
+  // Takes the lease of one instance for `owner` (an operation on it, or a resume): kNotFound
+  // when there is no such instance, kFailedPrecondition when another owner's lease is live at
+  // `now` (lease_until > now). Taking a lease `owner` already holds renews it. Returns the
+  // record as stored after the claim.
+  virtual Result<InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
+                                               TimePoint now, TimePoint lease_until) = 0;
+
+  // Extends to `lease_until` every lease `owner` still holds at `now` on an unfinished instance
+  // (lease_until > now). A lease that expired or was released (ClaimInstance with lease_until
+  // = now) is not revived: another process may be claiming it. Returns how many it extended.
+  virtual Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
+                                          TimePoint lease_until) = 0;
+
+  // Counts unfinished instances, for `recover` to know whether to wait for live leases.
+  virtual Result<UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) = 0;
 };
 
 }  // namespace sagaflow::engine

@@ -1,7 +1,12 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sagaflow/common/status.h"
@@ -16,6 +21,33 @@ namespace sagaflow::testing {
 class FaultInjectingStateStore final : public engine::StateStore {
  public:
   explicit FaultInjectingStateStore(engine::StateStore& base) : base_(base) {}
+  ~FaultInjectingStateStore() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (committer_.joinable()) committer_.join();
+  }
+
+  // Makes the store asynchronous, the way a group-committing store is: the asynchronous calls
+  // are queued and completed in batches on a thread of the store. Call before use.
+  void SetAsynchronous() {
+    asynchronous_ = true;
+    committer_ = std::thread([this] { Commit(); });
+  }
+  bool asynchronous() const override { return asynchronous_; }
+  void WriteInstanceAsync(const engine::InstanceWrite& write, WriteDone done) override {
+    if (!asynchronous_) return done(WriteInstance(write));
+    Queue([this, write, done = std::move(done)] { done(WriteInstance(write)); });
+  }
+  void CreateInstanceAsync(const engine::InstanceRecord& record, CreateDone done) override {
+    if (!asynchronous_) return done(CreateInstance(record));
+    Queue([this, &record, done = std::move(done)] { done(CreateInstance(record)); });
+  }
+  // Batches completed by the asynchronous thread, and the calls they held.
+  int batches() const { return batches_.load(); }
+  int batched_calls() const { return batched_calls_.load(); }
 
   // The next `n` WriteInstance / CreateInstance / LoadInstance calls fail with kUnavailable.
   void FailNextWrites(int n) { fail_writes_.store(n); }
@@ -27,6 +59,12 @@ class FaultInjectingStateStore final : public engine::StateStore {
   int failed_writes() const { return failed_writes_.load(); }
 
   engine::StateStore& base() { return base_; }
+
+  // Calls `hook` after each write the base store accepted (to look at what is durable at that
+  // moment). Set before use.
+  void AfterWrite(std::function<void(const engine::InstanceWrite&)> hook) {
+    after_write_ = std::move(hook);
+  }
 
   Status SaveDefinition(const engine::DefinitionRecord& def) override {
     return base_.SaveDefinition(def);
@@ -45,7 +83,9 @@ class FaultInjectingStateStore final : public engine::StateStore {
       failed_writes_.fetch_add(1);
       return Unavailable("injected: WriteInstance refused");
     }
-    return base_.WriteInstance(write);
+    Status s = base_.WriteInstance(write);
+    if (s.ok() && after_write_) after_write_(write);
+    return s;
   }
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override {
     if (TakeFault(fail_loads_)) return Unavailable("injected: LoadInstance refused");
@@ -54,6 +94,21 @@ class FaultInjectingStateStore final : public engine::StateStore {
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override {
     return base_.ListInstances(filter);
+  }
+  Result<std::vector<InstanceId>> ClaimExpired(const std::string& owner, TimePoint now,
+                                               TimePoint lease_until, std::size_t limit) override {
+    return base_.ClaimExpired(owner, now, lease_until, limit);
+  }
+  Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
+                                               TimePoint now, TimePoint lease_until) override {
+    return base_.ClaimInstance(id, owner, now, lease_until);
+  }
+  Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
+                                  TimePoint lease_until) override {
+    return base_.RenewLeases(owner, now, lease_until);
+  }
+  Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override {
+    return base_.Unfinished(owner, now);
   }
 
  private:
@@ -66,7 +121,39 @@ class FaultInjectingStateStore final : public engine::StateStore {
     return false;
   }
 
+  void Queue(std::function<void()> call) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(std::move(call));
+    }
+    cv_.notify_one();
+  }
+  // Completes queued calls in batches until destruction (draining what is queued).
+  void Commit() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      std::deque<std::function<void()>> batch;
+      batch.swap(queue_);
+      lock.unlock();
+      batches_.fetch_add(1);
+      batched_calls_.fetch_add(static_cast<int>(batch.size()));
+      for (auto& call : batch) call();
+      lock.lock();
+    }
+  }
+
   engine::StateStore& base_;
+  std::function<void(const engine::InstanceWrite&)> after_write_;
+  bool asynchronous_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::thread committer_;
+  std::atomic<int> batches_{0};
+  std::atomic<int> batched_calls_{0};
   std::atomic<int> fail_writes_{0};
   std::atomic<int> fail_creates_{0};
   std::atomic<int> fail_loads_{0};

@@ -25,6 +25,13 @@ class MemoryStateStore final : public engine::StateStore {
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override;
+  Result<std::vector<InstanceId>> ClaimExpired(const std::string& owner, TimePoint now,
+                                               TimePoint lease_until, std::size_t limit) override;
+  Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
+                                               TimePoint now, TimePoint lease_until) override;
+  Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
+                                  TimePoint lease_until) override;
+  Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override;
 
   std::size_t instance_count() const;
 
