@@ -8,6 +8,9 @@ packages=(cmake ninja-build g++ pkg-config python3
           libgoogle-perftools-dev)
 if [ "${1:-build}" = "test" ]; then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev)
+  # scripts/postgres.sh: the server, initdb and pgbench (postgresql-15), psql (client);
+  # the bench's SQLite baseline: libsqlite3-dev.
+  packages+=(postgresql-15 postgresql-client-15 libsqlite3-dev)
 fi
 
 missing=()
