@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config python3
           nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-          libgoogle-perftools-dev)
+          libgoogle-perftools-dev
+          libsoci-dev libboost-dev libpq-dev libsqlite3-dev)
 if [ "${1:-build}" = "test" ]; then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev)
   # scripts/postgres.sh: the server, initdb and pgbench (postgresql-15), psql (client);

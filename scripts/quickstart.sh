@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: installs what is missing, builds sagaflow, and runs the order fulfilment flow
-# end to end on the embedded default (in-memory store and bus, mocked services).
+# end to end on the embedded default (a SQLite store in build/, the in-process bus, mocked
+# services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,12 +10,17 @@ cmake --preset release -DSAGAFLOW_BUILD_TESTS=OFF -DSAGAFLOW_BUILD_BENCH=OFF >/d
 cmake --build --preset release --target sagaflow
 
 bin=build/release/server/sagaflow
+db=sqlite:build/quickstart.db   # the embedded default store: a SQLite file (WAL, synchronous=FULL)
 echo
 echo "== sagaflow validate flows/order_fulfill.json"
 "$bin" validate flows/order_fulfill.json
 echo
-echo "== all services succeed"
-"$bin" simulate --flow flows/order_fulfill.json --scenario flows/scenarios/fulfill_happy.json
+echo "== all services succeed (mocked services; every step stored in build/quickstart.db)"
+"$bin" run --db "$db" --flow flows/order_fulfill.json --mocks flows/scenarios/fulfill_happy.json
 echo
 echo "== the carrier fails: the picked goods and the fulfil order are compensated, newest first"
-"$bin" simulate --flow flows/order_fulfill.json --scenario flows/scenarios/fulfill_sendout_fails.json
+"$bin" run --db "$db" --flow flows/order_fulfill.json \
+  --mocks flows/scenarios/fulfill_sendout_fails.json
+echo
+echo "== the instances as stored"
+"$bin" instances list --db "$db" --limit 5

@@ -45,6 +45,8 @@ struct Executor::Live {
   // store refused, or one being stored asynchronously.
   std::optional<Step> pending;
   Duration write_backoff{};
+  // The next write must store the whole header: a run, an operation or a resume began.
+  bool header_dirty = true;
   std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by the shard's mutex
 };
 
@@ -375,6 +377,14 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
 
 Status Executor::Resume(const InstanceId& id) {
   if (!started_) return FailedPrecondition("executor not started");
+  const TimePoint now = clock_.Now();
+  return ResumeWith(id, [&] {
+    return store_.ClaimInstance(id, options_.owner, now, now + options_.lease_ttl);
+  });
+}
+
+Status Executor::ResumeWith(const InstanceId& id,
+                            const std::function<Result<InstanceRecord>()>& load) {
   auto live = std::make_shared<Live>();
   LiveShard& shard = ShardFor(id);
   {
@@ -387,13 +397,18 @@ Status Executor::Resume(const InstanceId& id) {
     std::lock_guard lock(shard.mu);
     shard.instances.erase(id);
   };
-  TimePoint now = clock_.Now();
-  auto claimed = store_.ClaimInstance(id, options_.owner, now, now + options_.lease_ttl);
-  if (!claimed.ok()) {
+  auto loaded = load();
+  if (!loaded.ok()) {
     unreserve();
-    return claimed.status();
+    return loaded.status();
   }
-  live->record = std::move(claimed).value();
+  live->record = std::move(loaded).value();
+  if (live->record.owner != options_.owner) {
+    unreserve();
+    return FailedPrecondition("instance " + id.str() + " is now owned by '" +
+                              live->record.owner + "'");
+  }
+  const TimePoint now = clock_.Now();
   auto flow = FlowForRecord(live->record);
   Result<Step> first = flow.status();
   if (flow.ok()) {
@@ -405,7 +420,7 @@ Status Executor::Resume(const InstanceId& id) {
     ReleaseLease(live->record);
     return first.ok() ? Status::Ok() : first.status();
   }
-  spdlog::info("instance {}: resumed (owner {})", id.str(), options_.owner);
+  spdlog::debug("instance {}: resumed (owner {})", id.str(), options_.owner);
   live->pending = std::move(first).value();
   Enqueue(Work{std::move(live), Event::kPending});
   return Status::Ok();
@@ -414,12 +429,13 @@ Status Executor::Resume(const InstanceId& id) {
 Result<RecoverReport> Executor::RecoverExpired(std::size_t limit) {
   if (!started_) return FailedPrecondition("executor not started");
   TimePoint now = clock_.Now();
+  // One claim for the lot; then each is only read (it is ours until its lease expires).
   SAGAFLOW_ASSIGN_OR_RETURN(
       std::vector<InstanceId> ids,
       store_.ClaimExpired(options_.owner, now, now + options_.lease_ttl, limit));
   RecoverReport report;
   for (const InstanceId& id : ids) {
-    Status s = Resume(id);
+    Status s = ResumeWith(id, [&] { return store_.LoadInstance(id); });
     if (s.ok()) {
       report.resumed.push_back(id);
     } else {
@@ -601,18 +617,24 @@ Status Executor::RunUntilIdle() {
   }
 }
 
-void Executor::PrepareWrite(Live& live, const Step& step, TimePoint now) const {
+bool Executor::PrepareWrite(Live& live, const Step& step, TimePoint now) const {
   live.record.updated_at = now;
-  // Every write renews the lease; the last one of a run gives it back.
-  live.record.lease_until =
-      step.decision.kind == Decision::Kind::kFinished ? now : now + options_.lease_ttl;
+  const bool finished = step.decision.kind == Decision::Kind::kFinished;
+  if (!finished && !live.header_dirty) return false;  // a step: the header did not change
+  // The first write of a run renews the lease; the last one gives it back. In between,
+  // RenewLeases keeps it (the stored lease may be later than this record's).
+  live.record.lease_until = finished ? now : now + options_.lease_ttl;
+  return true;
 }
 
 Status Executor::Persist(Live& live, const Step& step, TimePoint now) {
-  PrepareWrite(live, step, now);
+  const bool header = PrepareWrite(live, step, now);
   Status s = store_.WriteInstance(
-      InstanceWrite{&live.record, step.changed_executions, step.context_changed});
-  if (s.ok()) live.write_backoff = Duration::zero();
+      InstanceWrite{&live.record, step.changed_executions, step.context_changed, header});
+  if (s.ok()) {
+    live.write_backoff = Duration::zero();
+    live.header_dirty = false;
+  }
   return s;
 }
 
@@ -626,8 +648,18 @@ Executor::Stored Executor::Refused(Live& live, const Status& status) {
     return Stored::kLost;
   }
   // Nothing is acted on until it is stored: keep the step and try again after a backoff.
-  spdlog::warn("instance {}: the store refused a write ({}); retrying", live.record.id.str(),
-               status.ToString());
+  // When the database is down every instance in flight lands here: one line a second, with
+  // how many refusals it stands for.
+  const std::uint64_t refused = refused_writes_.fetch_add(1) + 1;
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  auto last = last_refusal_log_ms_.load();
+  if (now_ms - last >= 1000 && last_refusal_log_ms_.compare_exchange_strong(last, now_ms)) {
+    const std::uint64_t since = refused - logged_refusals_.exchange(refused);
+    spdlog::warn("the store refused {} write(s) (latest: instance {}: {}); retrying with backoff",
+                 since, live.record.id.str(), status.ToString());
+  }
   live.write_backoff = live.write_backoff == Duration::zero()
                            ? options_.store_retry_initial
                            : std::min(live.write_backoff * 2, options_.store_retry_max);
@@ -636,11 +668,11 @@ Executor::Stored Executor::Refused(Live& live, const Status& status) {
 
 void Executor::Submit(std::shared_ptr<Live> live, Step step, TimePoint now) {
   Live& l = *live;
-  PrepareWrite(l, step, now);
+  const bool header = PrepareWrite(l, step, now);
   l.pending = std::move(step);
   BeginAsync();
   store_.WriteInstanceAsync(
-      InstanceWrite{&l.record, l.pending->changed_executions, l.pending->context_changed},
+      InstanceWrite{&l.record, l.pending->changed_executions, l.pending->context_changed, header},
       [this, live = std::move(live)](Status status) mutable {
         OnWritten(std::move(live), std::move(status));
         EndAsync();
@@ -650,6 +682,7 @@ void Executor::Submit(std::shared_ptr<Live> live, Step step, TimePoint now) {
 void Executor::OnWritten(std::shared_ptr<Live> live, Status status) {
   if (status.ok()) {
     live->write_backoff = Duration::zero();
+    live->header_dirty = false;
     return Enqueue(Work{std::move(live), Event::kStored});
   }
   switch (Refused(*live, status)) {

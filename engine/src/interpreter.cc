@@ -61,6 +61,16 @@ std::uint64_t Mix(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// Every executed forward state that may have acted (not FA, not skipped or superseded), has a
+// CompensateState, and has not been compensated successfully yet.
+bool NeedsUndoing(const StateExecution& e, const StateMachine& m) {
+  if (e.kind != ExecutionKind::kForward || e.superseded) return false;
+  if (e.status == RunStatus::kFailed || e.status == RunStatus::kSkipped) return false;
+  if (e.compensation_status == RunStatus::kSucceeded) return false;
+  const State& s = m.state(e.state_index);
+  return s.is_task() && s.service_task().compensate_state != kNoState;
+}
+
 }  // namespace
 
 Duration Interpreter::BackoffDelay(const RetryRule& rule, int retry) {
@@ -356,15 +366,7 @@ class Interpreter::Run {
     return true;
   }
 
-  // Every executed forward state that may have acted (not FA, not skipped or superseded), has
-  // a CompensateState, and has not been compensated successfully yet.
-  bool NeedsCompensation(const StateExecution& e) const {
-    if (e.kind != ExecutionKind::kForward || e.superseded) return false;
-    if (e.status == RunStatus::kFailed || e.status == RunStatus::kSkipped) return false;
-    if (e.compensation_status == RunStatus::kSucceeded) return false;
-    const State& s = m_.state(e.state_index);
-    return s.is_task() && s.service_task().compensate_state != kNoState;
-  }
+  bool NeedsCompensation(const StateExecution& e) const { return NeedsUndoing(e, m_); }
 
   void NextCompensation() {
     Cursor& c = r_.cursor;
@@ -596,6 +598,15 @@ Step Interpreter::OnRetryDue(InstanceRecord& record, const StateMachine& machine
   Run run(errors_, record, machine, now);
   run.ArmInvocation(record.cursor.active_execution);
   return run.Take();
+}
+
+std::vector<int> Interpreter::Compensable(const InstanceRecord& record,
+                                          const StateMachine& machine) const {
+  std::vector<int> out;
+  for (auto it = record.executions.rbegin(); it != record.executions.rend(); ++it) {
+    if (NeedsUndoing(*it, machine)) out.push_back(it->id);
+  }
+  return out;
 }
 
 Result<Step> Interpreter::Resume(InstanceRecord& record, const StateMachine& machine,

@@ -1,5 +1,8 @@
 #include "sagaflow/server/cli.h"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -10,15 +13,33 @@ namespace sagaflow::cli {
 namespace {
 
 constexpr const char* kFooter = R"(Exit codes:
-  0  done (for simulate: the scenario was carried out, whatever the flow's outcome)
-  1  the command could not finish (engine or I/O error)
-  2  invalid input: arguments, flow definition, scenario, or a service with no mock
+  0  done (for simulate and run: the flow ran, whatever its outcome)
+  1  the command could not finish (engine, store or I/O error)
+  2  invalid input: arguments, flow definition, scenario, a service with no mock,
+     an unknown instance
+  3  refused: another engine process holds the instance's lease, the operation does
+     not apply to the instance, or a business key is used with a different input
+
+Stores (--db): sqlite:PATH (the default: sqlite:sagaflow.db, or $SAGAFLOW_DB),
+postgresql://user:password@host:port/database, or memory (bench only).
 
 Run 'sagaflow COMMAND --help' for a command's options.)";
+
+void AddStoreOptions(CLI::App* cmd, StoreArgs& store) {
+  cmd->add_option("--db", store.url,
+                  "Store URL: sqlite:PATH or postgresql://... (default $SAGAFLOW_DB, else "
+                  "sqlite:sagaflow.db)");
+  cmd->add_option("--durability", store.durability,
+                  "SQLite: full (survives power loss, the default) or normal (survives a crash "
+                  "of the process)")
+      ->check(CLI::IsMember({"full", "normal"}));
+}
 
 }  // namespace
 
 int run(int argc, char** argv, TaskRegistry& registry) {
+  // Logs go to stderr: stdout carries the commands' results (JSON for scripts).
+  if (!spdlog::get("sagaflow")) spdlog::set_default_logger(spdlog::stderr_color_mt("sagaflow"));
   CLI::App app{"sagaflow: a durable saga engine for Seata statelang flows", "sagaflow"};
   app.footer(kFooter);
   app.require_subcommand(1);
@@ -59,6 +80,88 @@ int run(int argc, char** argv, TaskRegistry& registry) {
                    "finishes)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
   bench->add_flag("--json", bench_args.json, "Print one JSON object");
+  bench->add_option("--store", bench_args.store.url,
+                    "memory (the default), sqlite:PATH or postgresql://...: run durably");
+  bench->add_option("--durability", bench_args.store.durability, "SQLite: full or normal")
+      ->check(CLI::IsMember({"full", "normal"}));
+
+  RunArgs run_args;
+  auto* run_cmd = app.add_subcommand("run", "Start one instance of a flow, durably, and print it");
+  run_cmd->add_option("--flow", run_args.flows, "Flow definition file (repeatable)")->required();
+  run_cmd->add_option("--name", run_args.flow_name, "Which flow to start (default: the first)");
+  run_cmd->add_option("--input", run_args.input,
+                      "The instance's input, a JSON object (default: the --mocks scenario's "
+                      "input, else {})");
+  run_cmd->add_option("--business-key", run_args.business_key,
+                      "Unique per flow: starting again with the same input returns the same "
+                      "instance");
+  run_cmd->add_option("--mocks", run_args.mocks,
+                      "A simulate scenario whose mocks serve as the flow's tasks");
+  run_cmd->add_option("--timeout", run_args.timeout_s, "Seconds to wait for the end")
+      ->check(CLI::PositiveNumber);
+  run_cmd->add_flag("--json", run_args.json, "Print the instance as JSON");
+  AddStoreOptions(run_cmd, run_args.store);
+
+  auto* instances = app.add_subcommand("instances", "Inspect stored instances");
+  instances->require_subcommand(1);
+  ListArgs list_args;
+  auto* list = instances->add_subcommand("list", "List instances, newest first");
+  list->add_option("--status", list_args.status, "Only this status: RU, SU, FA, UN or SK");
+  list->add_option("--flow", list_args.flow, "Only this flow");
+  list->add_option("--limit", list_args.limit, "At most this many")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}));
+  list->add_flag("--json", list_args.json, "Print a JSON array");
+  AddStoreOptions(list, list_args.store);
+  ShowArgs show_args;
+  auto* show = instances->add_subcommand("show", "Show one instance with its state executions");
+  show->add_option("id", show_args.id, "Instance id")->required();
+  show->add_flag("--json", show_args.json, "Print JSON");
+  AddStoreOptions(show, show_args.store);
+
+  OperateArgs op_args;
+  auto add_operation = [&](const char* name, const char* help) {
+    auto* cmd = app.add_subcommand(name, help);
+    cmd->add_option("id", op_args.id, "Instance id");
+    cmd->add_option("--mocks", op_args.mocks,
+                    "A simulate scenario whose mocks serve as the flow's tasks");
+    cmd->add_option("--input", op_args.patch,
+                    "A JSON object merged into the instance's context first");
+    cmd->add_option("--timeout", op_args.timeout_s, "Seconds to wait for the end")
+        ->check(CLI::PositiveNumber);
+    cmd->add_flag("--json", op_args.json, "Print JSON");
+    AddStoreOptions(cmd, op_args.store);
+    return cmd;
+  };
+  auto* replay = add_operation(
+      "replay", "Forward a failed instance: run its failed state again and go on from there");
+  replay->add_flag("--plan", op_args.plan,
+                   "Print what would be kept, re-run and compensated; change nothing");
+  replay->add_flag("--all-failed", op_args.all_failed,
+                   "Replay every failed (FA or UN) instance that was not compensated");
+  replay->add_option("--flow", op_args.flow, "With --all-failed: only this flow");
+  auto* compensate = add_operation(
+      "compensate", "Compensate a finished instance: undo its executed states, newest first");
+  auto* skip =
+      add_operation("skip", "Skip the failed state of an instance and go on from its Next");
+
+  RecoverArgs recover_args;
+  auto* recover = app.add_subcommand(
+      "recover",
+      "Resume every instance whose engine stopped (its lease expired), then exit when none is "
+      "left running");
+  recover->add_option("--mocks", recover_args.mocks,
+                      "A simulate scenario whose mocks serve as the flows' tasks");
+  recover->add_option("--wait", recover_args.wait_s,
+                      "Seconds to wait for leases still held by running engines")
+      ->check(CLI::NonNegativeNumber);
+  recover->add_flag("--json", recover_args.json, "Print a JSON summary");
+  AddStoreOptions(recover, recover_args.store);
+
+  StoreArgs db_args;
+  auto* db = app.add_subcommand("db", "Database maintenance");
+  db->require_subcommand(1);
+  auto* migrate = db->add_subcommand("migrate", "Apply the schema migrations the store lacks");
+  AddStoreOptions(migrate, db_args);
 
   auto is_command = [&app](const char* word) {
     for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
@@ -68,7 +171,8 @@ int run(int argc, char** argv, TaskRegistry& registry) {
   };
   if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
     std::cerr << "error: unknown command '" << argv[1]
-              << "'; commands: validate, simulate, graph, bench (see sagaflow --help)\n";
+              << "'; commands: validate, simulate, graph, bench, run, instances, replay, "
+                 "compensate, skip, recover, db (see sagaflow --help)\n";
     return kExitInvalid;
   }
   try {
@@ -89,6 +193,20 @@ int run(int argc, char** argv, TaskRegistry& registry) {
     if (simulate->parsed()) return RunSimulate(sim);
     if (graph->parsed()) return RunGraph(graph_args);
     if (bench->parsed()) return RunBench(bench_args, registry);
+    if (run_cmd->parsed()) return RunRun(run_args, registry);
+    if (list->parsed()) return RunInstancesList(list_args);
+    if (show->parsed()) return RunInstancesShow(show_args);
+    if (replay->parsed()) return RunOperate(op_args, registry);
+    if (compensate->parsed()) {
+      op_args.operation = engine::Operation::kCompensate;
+      return RunOperate(op_args, registry);
+    }
+    if (skip->parsed()) {
+      op_args.operation = engine::Operation::kSkip;
+      return RunOperate(op_args, registry);
+    }
+    if (recover->parsed()) return RunRecover(recover_args, registry);
+    if (migrate->parsed()) return RunDbMigrate(db_args);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return kExitFailure;

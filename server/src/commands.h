@@ -5,11 +5,18 @@
 #include <vector>
 
 #include "sagaflow/common/json.h"
+#include "sagaflow/engine/executor.h"
 #include "sagaflow/engine/records.h"
 #include "sagaflow/statelang/loader.h"
 #include "sagaflow/tasks/task_registry.h"
 
 namespace sagaflow::cli {
+
+// Where instances are stored (operator commands).
+struct StoreArgs {
+  std::string url;                  // "" for the default (SAGAFLOW_DB, else sqlite:sagaflow.db)
+  std::string durability = "full";  // SQLite: full or normal
+};
 
 struct SimulateArgs {
   std::vector<std::string> flows;
@@ -23,6 +30,7 @@ struct GraphArgs {
 };
 
 struct BenchArgs {
+  StoreArgs store{"memory"};
   std::vector<std::string> flows;
   std::string scenario;
   std::size_t instances = 100000;
@@ -31,7 +39,58 @@ struct BenchArgs {
   bool json = false;
 };
 
+struct RunArgs {
+  StoreArgs store;
+  std::vector<std::string> flows;
+  std::string flow_name;  // "" for the first flow given
+  std::string input;      // "": the --mocks scenario's input, else {}
+  std::string business_key;
+  std::string mocks;
+  double timeout_s = 60;
+  bool json = false;
+};
+
+struct ListArgs {
+  StoreArgs store;
+  std::string status;
+  std::string flow;
+  std::size_t limit = 50;
+  bool json = false;
+};
+
+struct ShowArgs {
+  StoreArgs store;
+  std::string id;
+  bool json = false;
+};
+
+struct OperateArgs {
+  StoreArgs store;
+  engine::Operation operation = engine::Operation::kForward;
+  std::string id;
+  std::string mocks;
+  std::string patch;  // JSON object merged into the context first ("" for none)
+  bool plan = false;        // replay: print the plan only
+  bool all_failed = false;  // replay: every FA or UN instance not compensated
+  std::string flow;         // with all_failed: only this flow
+  double timeout_s = 60;
+  bool json = false;
+};
+
+struct RecoverArgs {
+  StoreArgs store;
+  std::string mocks;
+  double wait_s = 60;  // how long to wait for live leases of other engines to expire
+  bool json = false;
+};
+
 int RunValidate(const std::vector<std::string>& files);
+int RunRun(const RunArgs& args, const TaskRegistry& base);
+int RunInstancesList(const ListArgs& args);
+int RunInstancesShow(const ShowArgs& args);
+int RunOperate(const OperateArgs& args, const TaskRegistry& base);
+int RunRecover(const RecoverArgs& args, const TaskRegistry& base);
+int RunDbMigrate(const StoreArgs& args);
 int RunSimulate(const SimulateArgs& args);
 int RunGraph(const GraphArgs& args);
 int RunBench(const BenchArgs& args, const TaskRegistry& base);

@@ -1,5 +1,7 @@
 #include "sagaflow/tasks/task_registry.h"
 
+#include <algorithm>
+
 namespace sagaflow {
 
 void TaskRegistry::Insert(std::string_view name, TaskFn fn) {
@@ -21,6 +23,14 @@ std::vector<TaskName> TaskRegistry::Missing(const std::vector<TaskName>& wanted)
   for (const TaskName& n : wanted) {
     if (!Find(n)) out.push_back(n);
   }
+  return out;
+}
+
+std::vector<TaskName> TaskRegistry::Names() const {
+  std::vector<TaskName> out;
+  out.reserve(tasks_.size());
+  for (const auto& [name, fn] : tasks_) out.emplace_back(name);
+  std::sort(out.begin(), out.end());
   return out;
 }
 

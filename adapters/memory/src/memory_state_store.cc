@@ -102,15 +102,17 @@ Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
     return FailedPrecondition("lease lost: instance " + src.id.str() + " is now owned by '" +
                               dst.owner + "'");
   }
-  dst.lease_until = src.lease_until;
-  dst.status = src.status;
+  if (write.header) {
+    dst.lease_until = src.lease_until;
+    dst.status = src.status;
+    dst.error = src.error;
+    dst.error_code = src.error_code;
+    dst.error_message = src.error_message;
+    dst.started_at = src.started_at;
+    dst.ended_at = src.ended_at;
+  }
   dst.compensation_status = src.compensation_status;
-  dst.error = src.error;
-  dst.error_code = src.error_code;
-  dst.error_message = src.error_message;
   dst.updated_at = src.updated_at;
-  dst.started_at = src.started_at;
-  dst.ended_at = src.ended_at;
   dst.cursor = src.cursor;
   if (write.context_changed) dst.context = src.context;
   const std::size_t known = dst.executions.size();

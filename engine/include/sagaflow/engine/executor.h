@@ -168,9 +168,13 @@ class Executor {
       const StartOptions& options);
   // Registers a stored new instance and queues its first step.
   void Launch(std::shared_ptr<Live> live);
+  // Reserves `id` here, reads it with `load` (which claims it, or reads what this engine
+  // claimed) and queues the first step of its resumption.
+  Status ResumeWith(const InstanceId& id, const std::function<Result<InstanceRecord>()>& load);
   void Drive(Work work);
-  // Sets what every write of `step` carries besides the step's changes (time, lease).
-  void PrepareWrite(Live& live, const Step& step, TimePoint now) const;
+  // Sets what the write of `step` carries besides the step's changes (time, lease); returns
+  // whether it must store the whole header.
+  bool PrepareWrite(Live& live, const Step& step, TimePoint now) const;
   // Writes synchronously.
   Status Persist(Live& live, const Step& step, TimePoint now);
   // Writes asynchronously; the store's callback queues kStored (or a retry).
@@ -232,6 +236,11 @@ class Executor {
   std::condition_variable timer_cv_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::uint64_t timer_seq_ = 0;
+
+  // Refused writes, for a rate-limited warning.
+  std::atomic<std::uint64_t> refused_writes_{0};
+  std::atomic<std::uint64_t> logged_refusals_{0};
+  std::atomic<std::int64_t> last_refusal_log_ms_{-1000000};
 
   const bool async_store_;
   std::mutex async_mu_;

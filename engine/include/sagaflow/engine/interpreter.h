@@ -88,6 +88,12 @@ class Interpreter {
   Result<Step> Resume(InstanceRecord& record, const statelang::StateMachine& machine,
                       TimePoint now) const;
 
+  // The forward executions a compensation would undo now, in the order it would undo them
+  // (newest first): executed, not FA or skipped or superseded, with a CompensateState, and not
+  // compensated successfully yet.
+  std::vector<int> Compensable(const InstanceRecord& record,
+                               const statelang::StateMachine& machine) const;
+
   // The delay before retry number `retry` (1-based) under `rule`, before jitter:
   // IntervalSeconds x BackoffRate^(retry-1), capped by MaxDelaySeconds.
   static Duration BackoffDelay(const statelang::RetryRule& rule, int retry);

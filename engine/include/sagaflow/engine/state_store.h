@@ -22,10 +22,17 @@ struct DefinitionRecord {
 
 // What changed in an instance since its last write.
 //
-// The header fields and cursor are always written. An execution's identity (state, kind,
-// compensates, retried_for, epoch, idempotency key, for_update) and its input are fixed by the
-// first write that lists it; later writes change only its progress (attempts, status,
-// compensation status, superseded, retry counts and time, output, error, end time).
+// Every write stores the cursor, updated_at and compensation_status. A write with
+// `header` also stores the rest of the header: status, error, error code and message,
+// started_at, ended_at and lease_until (the engine sets it at the first write of a run or an
+// operation and at the end of one; in between those fields do not change, and the lease is
+// renewed by RenewLeases, so a step's write leaves the indexed columns alone). The owner is
+// never written here: it is checked.
+//
+// An execution's identity (state, kind, compensates, retried_for, epoch, idempotency key,
+// for_update) and its input are fixed by the first write that lists it; later writes change
+// only its progress (attempts, status, compensation status, superseded, retry counts and time,
+// output, error, end time).
 //
 // The context is written whenever the step changed it (a task's Output, an operation's patch,
 // the end of a run), so that the stored context is always the one the cursor continues
@@ -35,6 +42,7 @@ struct InstanceWrite {
   const InstanceRecord* record = nullptr;
   ExecutionIds executions;  // ids of executions created or changed
   bool context_changed = false;
+  bool header = true;
 };
 
 struct InstanceFilter {
@@ -72,8 +80,9 @@ struct UnfinishedSummary {
 // Leases. Every instance records the engine process that runs it (`owner`) and until when
 // (`lease_until`). WriteInstance refuses with kFailedPrecondition ("lease lost") when the
 // stored owner differs from record.owner, so that a process whose instance was taken over
-// cannot write over the new owner's progress; it stores record.lease_until as given. An
-// instance is *unfinished* while its cursor's phase is not kFinished.
+// cannot write over the new owner's progress; a write with `header` stores
+// record.lease_until as given. An instance is *unfinished* while its cursor's phase is not
+// kFinished.
 class StateStore {
  public:
   using WriteDone = std::function<void(Status)>;

@@ -170,6 +170,9 @@ class TaskRegistry {
   // Names of the tasks in `wanted` that are not registered.
   std::vector<TaskName> Missing(const std::vector<TaskName>& wanted) const;
 
+  // Every registered name, sorted.
+  std::vector<TaskName> Names() const;
+
   ErrorTypes& errors() { return errors_; }
   const ErrorTypes& errors() const { return errors_; }
 

@@ -1,0 +1,408 @@
+#include "bulk_writer.h"
+
+#include <algorithm>
+#include <tuple>
+#include <unordered_set>
+#include <utility>
+
+#include "rows.h"
+
+namespace sagaflow::adapters::sql {
+
+using engine::InstanceRecord;
+using engine::StateExecution;
+
+namespace {
+
+struct Column {
+  const char* name;
+  const char* type;  // PostgreSQL element type of the array parameter
+};
+
+const std::vector<Column> kInstanceColumns = {
+    {"id", "text"},
+    {"flow_name", "text"},
+    {"flow_version", "text"},
+    {"flow_hash", "text"},
+    {"business_key", "text"},
+    {"status", "text"},
+    {"compensation_status", "text"},
+    {"input", "text"},
+    {"context", "text"},
+    {"error", "text"},
+    {"error_code", "text"},
+    {"error_message", "text"},
+    {"owner", "text"},
+    {"lease_until", "bigint"},
+    {"started_at", "bigint"},
+    {"updated_at", "bigint"},
+    {"ended_at", "bigint"},
+    {"cursor", "text"},
+    {"unfinished", "integer"},
+};
+
+// The key and lease check first, then `header` (1: the write stores the whole header), then the
+// assigned columns. A NULL context keeps the stored one (writes that do not change it).
+const std::vector<Column> kHeaderColumns = {
+    {"id", "text"},
+    {"owner", "text"},
+    {"header", "integer"},
+    {"compensation_status", "text"},
+    {"updated_at", "bigint"},
+    {"cursor", "text"},
+    {"unfinished", "integer"},
+    {"status", "text"},
+    {"error", "text"},
+    {"error_code", "text"},
+    {"error_message", "text"},
+    {"lease_until", "bigint"},
+    {"started_at", "bigint"},
+    {"ended_at", "bigint"},
+    {"context", "text"},
+};
+// Columns of kHeaderColumns only a write with `header` stores.
+bool HeaderOnly(const std::string& name) {
+  return name == "status" || name == "error" || name == "error_code" || name == "error_message" ||
+         name == "lease_until" || name == "started_at" || name == "ended_at";
+}
+
+const std::vector<Column> kExecutionColumns = {
+    {"instance_id", "text"},
+    {"seq", "integer"},
+    {"state", "text"},
+    {"state_index", "integer"},
+    {"kind", "text"},
+    {"compensates", "integer"},
+    {"retried_for", "integer"},
+    {"epoch", "integer"},
+    {"attempts", "integer"},
+    {"status", "text"},
+    {"compensation_status", "text"},
+    {"superseded", "integer"},
+    {"for_update", "integer"},
+    {"retry_counts", "text"},
+    {"retry_at", "bigint"},
+    {"idempotency_key", "text"},
+    {"input", "text"},
+    {"output", "text"},
+    {"error", "text"},
+    {"started_at", "bigint"},
+    {"ended_at", "bigint"},
+};
+
+std::string Names(const std::vector<Column>& columns, const char* prefix = "") {
+  std::string out;
+  for (const Column& c : columns) {
+    if (!out.empty()) out += ", ";
+    out += prefix;
+    out += c.name;
+  }
+  return out;
+}
+
+// "unnest(CAST(:id AS text[]), ...)": one array parameter per column.
+std::string Unnest(const std::vector<Column>& columns) {
+  std::string out = "unnest(";
+  for (std::size_t i = 0; i < columns.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += "CAST(:" + std::string(columns[i].name) + " AS " + columns[i].type + "[])";
+  }
+  return out + ")";
+}
+
+void Bind(soci::statement& st, std::vector<PgArray>& arrays, std::size_t n) {
+  arrays.resize(n);
+  for (PgArray& a : arrays) st.exchange(soci::use(a.text()));
+}
+
+void Prepare(soci::statement& st, const std::string& sql) {
+  st.alloc();
+  st.prepare(sql);
+  st.define_and_bind();
+}
+
+void Clear(std::vector<PgArray>& arrays) {
+  for (PgArray& a : arrays) a.Clear();
+}
+
+void Finish(std::vector<PgArray>& arrays) {
+  for (PgArray& a : arrays) a.Finish();
+}
+
+void AddOptional(PgArray& a, const std::string& value, soci::indicator ind) {
+  if (ind == soci::i_ok) {
+    a.Add(value);
+  } else {
+    a.AddNull();
+  }
+}
+
+void AddOptional(PgArray& a, long long value, soci::indicator ind) {
+  if (ind == soci::i_ok) {
+    a.Add(value);
+  } else {
+    a.AddNull();
+  }
+}
+
+}  // namespace
+
+void PgArray::Add(const std::string& value) {
+  Separate();
+  text_ += '"';
+  for (char c : value) {
+    if (c == '"' || c == '\\') text_ += '\\';
+    text_ += c;
+  }
+  text_ += '"';
+}
+
+void PgArray::Add(long long value) {
+  Separate();
+  text_ += std::to_string(value);
+}
+
+void PgArray::AddNull() {
+  Separate();
+  text_ += "NULL";
+}
+
+BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
+    : conn_(conn),
+      insert_instances_(conn.session()),
+      update_headers_(conn.session()),
+      upsert_executions_(conn.session()) {
+  // Rows whose id or business key exists already are skipped, without an error that would
+  // abort the transaction; RETURNING tells which were inserted.
+  Bind(insert_instances_, insert_columns_, kInstanceColumns.size());
+  insert_instances_.exchange(soci::into(returned_id_));
+  Prepare(insert_instances_, "INSERT INTO instances (" + Names(kInstanceColumns) +
+                                 ") SELECT * FROM " + Unnest(kInstanceColumns) +
+                                 " ON CONFLICT DO NOTHING RETURNING id");
+
+  // The lease check is in the WHERE clause, atomic with the write.
+  Bind(update_headers_, header_columns_, kHeaderColumns.size());
+  update_headers_.exchange(soci::into(returned_id_));
+  std::string assignments;
+  for (std::size_t i = 3; i < kHeaderColumns.size(); ++i) {
+    const std::string name = kHeaderColumns[i].name;
+    if (!assignments.empty()) assignments += ", ";
+    if (name == "context") {
+      assignments += "context = COALESCE(v.context, instances.context)";
+    } else if (HeaderOnly(name)) {
+      // Unchanged by a write without header (an equal value keeps PostgreSQL's HOT update).
+      assignments +=
+          name + " = CASE WHEN v.header = 1 THEN v." + name + " ELSE instances." + name + " END";
+    } else {
+      assignments += name + " = v." + name;
+    }
+  }
+  Prepare(update_headers_, "UPDATE instances SET " + assignments + " FROM " +
+                               Unnest(kHeaderColumns) + " AS v(" + Names(kHeaderColumns) +
+                               ") WHERE instances.id = v.id AND instances.owner = v.owner "
+                               "RETURNING instances.id");
+
+  // Identity and input by the first write; progress always.
+  Bind(upsert_executions_, execution_columns_, kExecutionColumns.size());
+  Prepare(upsert_executions_,
+          "INSERT INTO state_executions (" + Names(kExecutionColumns) + ") SELECT * FROM " +
+              Unnest(kExecutionColumns) +
+              " ON CONFLICT (instance_id, seq) DO UPDATE SET "
+              "attempts = excluded.attempts, status = excluded.status, "
+              "compensation_status = excluded.compensation_status, "
+              "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
+              "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
+              "ended_at = excluded.ended_at");
+}
+
+void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out) {
+  // A statement may touch an instance once (and its executions once), and requests of one
+  // instance must apply in order: a request naming an instance already in the segment starts
+  // the next segment.
+  std::unordered_set<std::string> in_segment;
+  std::size_t first = 0;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!in_segment.insert(items[i].record->id.str()).second) {
+      ApplySegment(items, first, i, out);
+      first = i;
+      in_segment.clear();
+      in_segment.insert(items[i].record->id.str());
+    }
+  }
+  ApplySegment(items, first, items.size(), out);
+}
+
+void BulkInstanceWriter::AddExecution(const std::string& instance_id, const StateExecution& e,
+                                      int seq) {
+  ExecutionColumns c;
+  c.Set(e);
+  c.seq = seq;
+  std::vector<PgArray>& a = execution_columns_;
+  std::size_t k = 0;
+  a[k++].Add(instance_id);
+  a[k++].Add(static_cast<long long>(c.seq));
+  a[k++].Add(c.state);
+  a[k++].Add(static_cast<long long>(c.state_index));
+  a[k++].Add(c.kind);
+  a[k++].Add(static_cast<long long>(c.compensates));
+  a[k++].Add(static_cast<long long>(c.retried_for));
+  a[k++].Add(static_cast<long long>(c.epoch));
+  a[k++].Add(static_cast<long long>(c.attempts));
+  a[k++].Add(c.status);
+  AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
+  a[k++].Add(static_cast<long long>(c.superseded));
+  a[k++].Add(static_cast<long long>(c.for_update));
+  a[k++].Add(c.retry_counts);
+  AddOptional(a[k++], c.retry_at, c.retry_at_ind);
+  a[k++].Add(c.idempotency_key);
+  a[k++].Add(c.input);
+  a[k++].Add(c.output);
+  AddOptional(a[k++], c.error, c.error_ind);
+  a[k++].Add(c.started_at);
+  AddOptional(a[k++], c.ended_at, c.ended_at_ind);
+}
+
+void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::size_t first,
+                                      std::size_t last, std::vector<ItemOutcome>& out) {
+  if (first == last) return;
+  Clear(execution_columns_);
+
+  // Rows go to the statements in key order, so that two processes writing overlapping rows
+  // lock them in the same order (no deadlock). Within a segment each instance appears once,
+  // and the sort is stable: of two creates with one business key, the first still wins.
+  std::vector<std::size_t> order(last - first);
+  for (std::size_t i = first; i < last; ++i) order[i - first] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const InstanceRecord& x = *items[a].record;
+    const InstanceRecord& y = *items[b].record;
+    if (items[a].create != items[b].create) return items[a].create;  // creates first
+    if (items[a].create) {
+      return std::tie(x.flow_name, x.business_key) < std::tie(y.flow_name, y.business_key);
+    }
+    return x.id < y.id;
+  });
+
+  // 1. Creates.
+  std::vector<std::size_t> creates;
+  Clear(insert_columns_);
+  for (std::size_t i : order) {
+    if (!items[i].create) continue;
+    const InstanceRecord& r = *items[i].record;
+    if (Status s = CheckCreate(r); !s.ok()) {
+      out[i] = ItemOutcome{std::move(s), {}};
+      continue;
+    }
+    InstanceColumns c;
+    c.SetIdentity(r);
+    c.SetHeader(r);
+    c.SetContext(r);
+    std::vector<PgArray>& a = insert_columns_;
+    std::size_t k = 0;
+    a[k++].Add(c.id);
+    a[k++].Add(c.flow_name);
+    a[k++].Add(c.flow_version);
+    a[k++].Add(c.flow_hash);
+    a[k++].Add(c.business_key);
+    a[k++].Add(c.status);
+    AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
+    a[k++].Add(c.input);
+    a[k++].Add(c.context);
+    AddOptional(a[k++], c.error, c.error_ind);
+    a[k++].Add(c.error_code);
+    a[k++].Add(c.error_message);
+    a[k++].Add(c.owner);
+    a[k++].Add(c.lease_until);
+    a[k++].Add(c.started_at);
+    a[k++].Add(c.updated_at);
+    AddOptional(a[k++], c.ended_at, c.ended_at_ind);
+    a[k++].Add(c.cursor);
+    a[k++].Add(static_cast<long long>(c.unfinished));
+    creates.push_back(i);
+  }
+  if (!creates.empty()) {
+    Finish(insert_columns_);
+    std::unordered_set<std::string> inserted;
+    insert_instances_.execute();
+    while (insert_instances_.fetch()) inserted.insert(returned_id_);
+    for (std::size_t i : creates) {
+      const InstanceRecord& r = *items[i].record;
+      if (inserted.count(r.id.str())) {
+        out[i] = ItemOutcome{Status::Ok(), r.id};
+        for (std::size_t e = 0; e < r.executions.size(); ++e) {
+          AddExecution(r.id.str(), r.executions[e], static_cast<int>(e));
+        }
+      } else {
+        Result<InstanceId> resolved = ResolveCreateConflict(conn_, r);
+        out[i] = resolved.ok() ? ItemOutcome{Status::Ok(), std::move(*resolved)}
+                               : ItemOutcome{resolved.status(), {}};
+      }
+    }
+  }
+
+  // 2. Writes: headers, with the lease check.
+  std::vector<std::size_t> writes;
+  Clear(header_columns_);
+  for (std::size_t i : order) {
+    if (items[i].create) continue;
+    const InstanceRecord& r = *items[i].record;
+    if (Status s = CheckWrite(r, *items[i].executions); !s.ok()) {
+      out[i] = ItemOutcome{std::move(s), {}};
+      continue;
+    }
+    InstanceColumns c;
+    c.SetHeader(r);
+    const bool header = items[i].header;
+    std::vector<PgArray>& a = header_columns_;
+    std::size_t k = 0;
+    a[k++].Add(c.id);
+    a[k++].Add(c.owner);
+    a[k++].Add(static_cast<long long>(header ? 1 : 0));
+    AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
+    a[k++].Add(c.updated_at);
+    a[k++].Add(c.cursor);
+    a[k++].Add(static_cast<long long>(c.unfinished));
+    if (header) {
+      a[k++].Add(c.status);
+      AddOptional(a[k++], c.error, c.error_ind);
+      a[k++].Add(c.error_code);
+      a[k++].Add(c.error_message);
+      a[k++].Add(c.lease_until);
+      a[k++].Add(c.started_at);
+      AddOptional(a[k++], c.ended_at, c.ended_at_ind);
+    } else {
+      for (int n = 0; n < 7; ++n) a[k++].AddNull();  // not stored
+    }
+    if (items[i].context_changed) {
+      c.SetContext(r);
+      a[k++].Add(c.context);
+    } else {
+      a[k++].AddNull();
+    }
+    writes.push_back(i);
+  }
+  if (!writes.empty()) {
+    Finish(header_columns_);
+    std::unordered_set<std::string> updated;
+    update_headers_.execute();
+    while (update_headers_.fetch()) updated.insert(returned_id_);
+    for (std::size_t i : writes) {
+      const InstanceRecord& r = *items[i].record;
+      if (updated.count(r.id.str())) {
+        out[i] = ItemOutcome{Status::Ok(), {}};
+        for (int seq : *items[i].executions) {
+          AddExecution(r.id.str(), r.executions[static_cast<std::size_t>(seq)], seq);
+        }
+      } else {
+        out[i] = ItemOutcome{WhyNotWritten(conn_, r), {}};
+      }
+    }
+  }
+
+  // 3. The executions of every create and write that went through.
+  if (!execution_columns_.front().empty()) {
+    Finish(execution_columns_);
+    upsert_executions_.execute(true);
+  }
+}
+
+}  // namespace sagaflow::adapters::sql

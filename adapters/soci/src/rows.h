@@ -1,0 +1,93 @@
+#pragma once
+
+// The columns of an instances row and of a state_executions row as statements bind them, and
+// their conversion from and to records. Internal to adapters/soci.
+
+#include <soci/soci.h>
+
+#include <string>
+
+#include "sagaflow/common/clock.h"
+#include "sagaflow/common/json.h"
+#include "sagaflow/common/status.h"
+#include "sagaflow/engine/records.h"
+
+namespace sagaflow::adapters::sql {
+
+// Stored times: int64 nanoseconds since the Unix epoch.
+inline long long ToNanos(TimePoint t) { return t.time_since_epoch().count(); }
+inline TimePoint FromNanos(long long ns) { return TimePoint(Duration(ns)); }
+
+// JSON as stored. Strings that are not valid UTF-8 are stored with U+FFFD in place of the bad
+// bytes (JSON text cannot hold them).
+std::string DumpJson(const Json& value);
+
+// Every column of `instances`, in the order of kInstanceColumns.
+struct InstanceColumns {
+  std::string id;
+  std::string flow_name;
+  std::string flow_version;
+  std::string flow_hash;
+  std::string business_key;
+  std::string status;
+  std::string compensation_status;
+  soci::indicator compensation_status_ind = soci::i_null;
+  std::string input;
+  std::string context;
+  std::string error;
+  soci::indicator error_ind = soci::i_null;
+  std::string error_code;
+  std::string error_message;
+  std::string owner;
+  long long lease_until = 0;
+  long long started_at = 0;
+  long long updated_at = 0;
+  long long ended_at = 0;
+  soci::indicator ended_at_ind = soci::i_null;
+  std::string cursor;
+  int unfinished = 0;
+
+  // The header fields (everything but the executions); the input and context only when asked,
+  // since encoding them is the costly part of a write.
+  void SetHeader(const engine::InstanceRecord& r);
+  void SetIdentity(const engine::InstanceRecord& r);  // id, flow, business key, input, owner
+  void SetContext(const engine::InstanceRecord& r);
+
+  // The record these columns describe, without executions. kInternal naming the instance and
+  // the column when a stored value is corrupt.
+  Status ToRecord(engine::InstanceRecord& r) const;
+};
+
+// Every column of `state_executions` but instance_id.
+struct ExecutionColumns {
+  int seq = 0;
+  std::string state;
+  int state_index = 0;
+  std::string kind;
+  int compensates = -1;
+  int retried_for = -1;
+  int epoch = 0;
+  int attempts = 0;
+  std::string status;
+  std::string compensation_status;
+  soci::indicator compensation_status_ind = soci::i_null;
+  int superseded = 0;
+  int for_update = 0;
+  std::string retry_counts;
+  long long retry_at = 0;
+  soci::indicator retry_at_ind = soci::i_null;
+  std::string idempotency_key;
+  std::string input;
+  std::string output;
+  std::string error;
+  soci::indicator error_ind = soci::i_null;
+  long long started_at = 0;
+  long long ended_at = 0;
+  soci::indicator ended_at_ind = soci::i_null;
+
+  void Set(const engine::StateExecution& e);
+  // kInternal naming the instance, the execution and the column when a value is corrupt.
+  Status ToExecution(const InstanceId& instance, engine::StateExecution& e) const;
+};
+
+}  // namespace sagaflow::adapters::sql

@@ -1,0 +1,153 @@
+#include "schema.h"
+
+#include <string>
+
+#include "sagaflow/common/clock.h"
+
+namespace sagaflow::adapters::sql {
+
+namespace {
+
+// The first key of the advisory lock migrators take (the second is the schema's hash).
+constexpr int kMigrationLockKey = 0x5A6AF10;
+
+// Times are int64 nanoseconds since the Unix epoch; JSON values are text; flags are 0/1
+// INTEGERs; statuses are Seata's codes (RU SU FA UN SK).
+const std::vector<Migration> kMigrations = {
+    {1,
+     "flow definitions, instances and state executions",
+     {
+         R"(CREATE TABLE flow_definitions (
+              name TEXT NOT NULL,
+              hash TEXT NOT NULL,
+              version TEXT NOT NULL,
+              content TEXT NOT NULL,
+              created_at BIGINT NOT NULL,
+              PRIMARY KEY (name, hash)))",
+         R"(CREATE TABLE instances (
+              id TEXT NOT NULL PRIMARY KEY,
+              flow_name TEXT NOT NULL,
+              flow_version TEXT NOT NULL,
+              flow_hash TEXT NOT NULL,
+              business_key TEXT NOT NULL,
+              status TEXT NOT NULL,
+              compensation_status TEXT,
+              input TEXT NOT NULL,
+              context TEXT NOT NULL,
+              error TEXT,
+              error_code TEXT NOT NULL,
+              error_message TEXT NOT NULL,
+              owner TEXT NOT NULL,
+              lease_until BIGINT NOT NULL,
+              started_at BIGINT NOT NULL,
+              updated_at BIGINT NOT NULL,
+              ended_at BIGINT,
+              cursor TEXT NOT NULL,
+              unfinished INTEGER NOT NULL))",
+         // One instance per (flow, business key); "" means none.
+         "CREATE UNIQUE INDEX instances_business_key ON instances (flow_name, business_key) "
+         "WHERE business_key <> ''",
+         // ClaimExpired, RenewLeases, Unfinished.
+         "CREATE INDEX instances_claim ON instances (unfinished, lease_until)",
+         "CREATE INDEX instances_owner ON instances (owner, unfinished)",
+         // ListInstances: newest first, optionally by flow or status.
+         "CREATE INDEX instances_started ON instances (started_at, id)",
+         "CREATE INDEX instances_flow_started ON instances (flow_name, started_at, id)",
+         "CREATE INDEX instances_status_started ON instances (status, started_at, id)",
+         R"(CREATE TABLE state_executions (
+              instance_id TEXT NOT NULL REFERENCES instances (id) ON DELETE CASCADE,
+              seq INTEGER NOT NULL,
+              state TEXT NOT NULL,
+              state_index INTEGER NOT NULL,
+              kind TEXT NOT NULL,
+              compensates INTEGER NOT NULL,
+              retried_for INTEGER NOT NULL,
+              epoch INTEGER NOT NULL,
+              attempts INTEGER NOT NULL,
+              status TEXT NOT NULL,
+              compensation_status TEXT,
+              superseded INTEGER NOT NULL,
+              for_update INTEGER NOT NULL,
+              retry_counts TEXT NOT NULL,
+              retry_at BIGINT,
+              idempotency_key TEXT NOT NULL,
+              input TEXT NOT NULL,
+              output TEXT NOT NULL,
+              error TEXT,
+              started_at BIGINT NOT NULL,
+              ended_at BIGINT,
+              PRIMARY KEY (instance_id, seq)))",
+     }},
+};
+
+// Takes the migrators' lock for the current transaction (PostgreSQL; SQLite's write
+// transaction is exclusive already).
+void LockMigrations(Connection& conn, const DatabaseConfig& config) {
+  if (conn.backend() != Backend::kPostgres) return;
+  const int key = kMigrationLockKey;
+  const std::string& schema = config.options.schema;
+  conn.session() << "SELECT pg_advisory_xact_lock(:key, hashtext(:schema))", soci::use(key),
+      soci::use(schema);
+}
+
+}  // namespace
+
+const std::vector<Migration>& Migrations() { return kMigrations; }
+
+Result<std::vector<int>> ApplyMigrations(Connection& conn, const DatabaseConfig& config) {
+  const int latest = kMigrations.back().version;
+  std::vector<int> applied;
+  std::string step = "creating schema_migrations";
+  try {
+    conn.BeginWrite();
+    LockMigrations(conn, config);
+    if (conn.backend() == Backend::kPostgres && !config.options.schema.empty()) {
+      // An identifier cannot be a bound parameter; the name was checked to be a plain one.
+      conn.session() << ("CREATE SCHEMA IF NOT EXISTS \"" + config.options.schema + "\"");
+    }
+    conn.session() << "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                      "version INTEGER NOT NULL PRIMARY KEY, "
+                      "description TEXT NOT NULL, "
+                      "applied_at BIGINT NOT NULL)";
+    conn.Commit();
+
+    for (const Migration& migration : kMigrations) {
+      step = "applying migration " + std::to_string(migration.version) + " (" +
+             migration.description + ")";
+      conn.BeginWrite();
+      LockMigrations(conn, config);
+      int current = 0;
+      soci::indicator current_ind = soci::i_null;
+      conn.session() << "SELECT MAX(version) FROM schema_migrations",
+          soci::into(current, current_ind);
+      if (current_ind != soci::i_ok) current = 0;
+      if (current > latest) {
+        conn.RollbackQuietly();
+        return FailedPrecondition(config.display + ": the database schema is at version " +
+                                  std::to_string(current) + ", newer than this sagaflow knows (" +
+                                  std::to_string(latest) +
+                                  "); run a sagaflow at least as new as the one that migrated it");
+      }
+      if (current >= migration.version) {
+        conn.Commit();
+        continue;
+      }
+      for (const char* statement : migration.statements) conn.session() << statement;
+      const int version = migration.version;
+      const std::string description = migration.description;
+      const long long applied_at = SystemClock().Now().time_since_epoch().count();
+      conn.session() << "INSERT INTO schema_migrations (version, description, applied_at) "
+                        "VALUES (:version, :description, :applied_at)",
+          soci::use(version), soci::use(description), soci::use(applied_at);
+      conn.Commit();
+      applied.push_back(version);
+    }
+  } catch (const std::exception& e) {
+    Status status = ErrorStatus(e, config.display + ": " + step, &conn);
+    conn.RollbackQuietly();
+    return status;
+  }
+  return applied;
+}
+
+}  // namespace sagaflow::adapters::sql

@@ -1,0 +1,395 @@
+#include "sagaflow/adapters/soci/soci_state_store.h"
+
+#include <algorithm>
+#include <exception>
+#include <future>
+#include <limits>
+#include <utility>
+
+#include "database.h"
+#include "group_committer.h"
+#include "queries.h"
+#include "rows.h"
+#include "schema.h"
+
+namespace sagaflow::adapters {
+
+using engine::DefinitionRecord;
+using engine::InstanceRecord;
+using engine::InstanceSummary;
+using sql::Backend;
+using sql::Connection;
+
+struct SociStateStore::Impl {
+  Impl(sql::DatabaseConfig config, std::unique_ptr<Connection> writer)
+      : config(config),
+        pool(config, config.options.pool_size),
+        committer(config, std::move(writer)) {}
+
+  // Runs `op` on a pooled connection, turning exceptions into Statuses named after `what`.
+  // With `retry`, an operation that failed because its connection was lost (an idle pooled
+  // connection the server closed, e.g. after a restart) runs once more on a new connection;
+  // only for operations that may safely run twice.
+  template <typename T, typename Op>
+  Result<T> Run(const std::string& what, bool retry, Op&& op) {
+    for (int attempt = 0;; ++attempt) {
+      Result<sql::ConnectionPool::Handle> handle = pool.Acquire();
+      if (!handle.ok()) {
+        const Status& s = handle.status();
+        return Status(
+            s.code() == StatusCode::kInvalidArgument ? StatusCode::kUnavailable : s.code(),
+            what + ": " + s.message());
+      }
+      Connection& conn = **handle;
+      try {
+        return op(conn);
+      } catch (const std::exception& e) {
+        Status status = sql::ErrorStatus(e, config.display + ": " + what, &conn);
+        conn.RollbackQuietly();
+        if (!retry || attempt > 0 || conn.Healthy()) return status;
+      }
+    }
+  }
+
+  const sql::DatabaseConfig config;
+  sql::ConnectionPool pool;
+  sql::GroupCommitter committer;
+};
+
+namespace {
+
+long long ClampToInt64(std::size_t n) {
+  return static_cast<long long>(
+      std::min<std::size_t>(n, static_cast<std::size_t>(std::numeric_limits<long long>::max())));
+}
+
+}  // namespace
+
+SociStateStore::SociStateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SociStateStore::~SociStateStore() { Stop(); }
+
+void SociStateStore::Stop() noexcept { impl_->committer.Stop(); }
+
+GroupCommitStats SociStateStore::stats() const { return impl_->committer.stats(); }
+
+const std::string& SociStateStore::display_url() const { return impl_->config.display; }
+
+Status SociStateStore::SaveDefinition(const DefinitionRecord& def) {
+  Result<bool> saved =
+      impl_->Run<bool>("saving definition of flow '" + def.name + "'", true, [&](Connection& conn) {
+        const long long created_at = sql::ToNanos(def.created_at);
+        conn.session() << "INSERT INTO flow_definitions (name, hash, version, content, created_at) "
+                          "VALUES (:name, :hash, :version, :content, :created_at) "
+                          "ON CONFLICT DO NOTHING",
+            soci::use(def.name), soci::use(def.hash), soci::use(def.version),
+            soci::use(def.content), soci::use(created_at);
+        return true;
+      });
+  return saved.status();
+}
+
+Result<DefinitionRecord> SociStateStore::LoadDefinition(const std::string& name,
+                                                        const std::string& hash) {
+  return impl_->Run<DefinitionRecord>(
+      "loading definition of flow '" + name + "'", true,
+      [&](Connection& conn) -> Result<DefinitionRecord> {
+        DefinitionRecord def;
+        long long created_at = 0;
+        conn.session() << "SELECT version, content, created_at FROM flow_definitions "
+                          "WHERE name = :name AND hash = :hash",
+            soci::use(name), soci::use(hash), soci::into(def.version), soci::into(def.content),
+            soci::into(created_at);
+        if (!conn.session().got_data()) {
+          return NotFound("no definition of flow '" + name + "' with hash " + hash);
+        }
+        def.name = name;
+        def.hash = hash;
+        def.created_at = sql::FromNanos(created_at);
+        return def;
+      });
+}
+
+Result<InstanceId> SociStateStore::CreateInstance(const InstanceRecord& record) {
+  std::promise<Result<InstanceId>> promise;
+  std::future<Result<InstanceId>> future = promise.get_future();
+  sql::WriteRequest request;
+  request.record = &record;
+  request.create = true;
+  request.create_done = [&promise](Result<InstanceId> r) { promise.set_value(std::move(r)); };
+  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/true);
+  return future.get();
+}
+
+Status SociStateStore::WriteInstance(const engine::InstanceWrite& write) {
+  std::promise<Status> promise;
+  std::future<Status> future = promise.get_future();
+  sql::WriteRequest request;
+  request.record = write.record;
+  request.executions = write.executions;
+  request.context_changed = write.context_changed;
+  request.header = write.header;
+  request.write_done = [&promise](Status s) { promise.set_value(std::move(s)); };
+  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/true);
+  return future.get();
+}
+
+void SociStateStore::WriteInstanceAsync(const engine::InstanceWrite& write, WriteDone done) {
+  sql::WriteRequest request;
+  request.record = write.record;
+  request.executions = write.executions;
+  request.context_changed = write.context_changed;
+  request.header = write.header;
+  request.write_done = std::move(done);
+  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/false);
+}
+
+void SociStateStore::CreateInstanceAsync(const InstanceRecord& record, CreateDone done) {
+  sql::WriteRequest request;
+  request.record = &record;
+  request.create = true;
+  request.create_done = std::move(done);
+  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/false);
+}
+
+Result<InstanceRecord> SociStateStore::LoadInstance(const InstanceId& id) {
+  return impl_->Run<InstanceRecord>("loading instance " + id.str(), true,
+                                    [&](Connection& conn) -> Result<InstanceRecord> {
+                                      conn.BeginRead();
+                                      Result<InstanceRecord> record = sql::ReadInstance(conn, id);
+                                      conn.Commit();
+                                      return record;
+                                    });
+}
+
+Result<std::vector<InstanceSummary>> SociStateStore::ListInstances(
+    const engine::InstanceFilter& filter) {
+  if (filter.limit == 0) return std::vector<InstanceSummary>{};
+  return impl_->Run<std::vector<InstanceSummary>>(
+      "listing instances", true, [&](Connection& conn) -> Result<std::vector<InstanceSummary>> {
+        // Only fixed SQL fragments vary; the values are bound.
+        std::string sql =
+            "SELECT id, flow_name, flow_version, business_key, status, compensation_status, "
+            "started_at, ended_at, owner, lease_until FROM instances";
+        const std::string status =
+            filter.status ? std::string(engine::RunStatusCode(*filter.status)) : "";
+        const long long limit = ClampToInt64(filter.limit);
+        sql::InstanceColumns c;
+        soci::statement st(conn.session());
+        st.exchange(soci::into(c.id));
+        st.exchange(soci::into(c.flow_name));
+        st.exchange(soci::into(c.flow_version));
+        st.exchange(soci::into(c.business_key));
+        st.exchange(soci::into(c.status));
+        st.exchange(soci::into(c.compensation_status, c.compensation_status_ind));
+        st.exchange(soci::into(c.started_at));
+        st.exchange(soci::into(c.ended_at, c.ended_at_ind));
+        st.exchange(soci::into(c.owner));
+        st.exchange(soci::into(c.lease_until));
+        const char* glue = " WHERE ";
+        if (filter.status) {
+          sql += glue + std::string("status = :status");
+          st.exchange(soci::use(status));
+          glue = " AND ";
+        }
+        if (!filter.flow_name.empty()) {
+          sql += glue + std::string("flow_name = :flow_name");
+          st.exchange(soci::use(filter.flow_name));
+        }
+        sql += " ORDER BY started_at DESC, id DESC LIMIT :limit";
+        st.exchange(soci::use(limit));
+        st.alloc();
+        st.prepare(sql);
+        st.define_and_bind();
+        st.execute();
+        std::vector<InstanceSummary> out;
+        while (st.fetch()) {
+          InstanceSummary s;
+          s.id = InstanceId(c.id);
+          s.flow_name = c.flow_name;
+          s.flow_version = c.flow_version;
+          s.business_key = c.business_key;
+          std::optional<engine::RunStatus> parsed = engine::ParseRunStatus(c.status);
+          if (!parsed) {
+            return Internal("instance " + c.id + ": stored status is corrupt: '" + c.status +
+                            "' is not a status code");
+          }
+          s.status = *parsed;
+          if (c.compensation_status_ind == soci::i_ok) {
+            s.compensation_status = engine::ParseRunStatus(c.compensation_status);
+            if (!s.compensation_status) {
+              return Internal("instance " + c.id + ": stored compensation_status is corrupt: '" +
+                              c.compensation_status + "' is not a status code");
+            }
+          }
+          s.started_at = sql::FromNanos(c.started_at);
+          if (c.ended_at_ind == soci::i_ok) s.ended_at = sql::FromNanos(c.ended_at);
+          s.owner = c.owner;
+          s.lease_until = sql::FromNanos(c.lease_until);
+          out.push_back(std::move(s));
+        }
+        return out;
+      });
+}
+
+Result<std::vector<InstanceId>> SociStateStore::ClaimExpired(const std::string& owner,
+                                                             TimePoint now, TimePoint lease_until,
+                                                             std::size_t limit) {
+  if (limit == 0) return std::vector<InstanceId>{};
+  // Not retried: a claim whose answer was lost may have been applied.
+  return impl_->Run<std::vector<InstanceId>>(
+      "claiming expired leases for '" + owner + "'", false,
+      [&](Connection& conn) -> Result<std::vector<InstanceId>> {
+        const long long now_ns = sql::ToNanos(now);
+        const long long until_ns = sql::ToNanos(lease_until);
+        const long long max = ClampToInt64(limit);
+        std::vector<std::pair<long long, std::string>> claimed;  // (old lease, id)
+        std::string id;
+        long long old_lease = 0;
+        if (conn.backend() == Backend::kPostgres) {
+          // One statement: rows another claimer has locked are skipped, not waited for, and
+          // rows it claimed meanwhile no longer match (their lease is live again).
+          soci::statement st =
+              (conn.session().prepare
+                   << "UPDATE instances SET owner = :owner, lease_until = :lease_until "
+                      "FROM (SELECT id AS claimed_id, lease_until AS old_lease FROM instances "
+                      "WHERE unfinished = 1 AND lease_until <= :now "
+                      "ORDER BY lease_until, id LIMIT :limit FOR UPDATE SKIP LOCKED) AS expired "
+                      "WHERE instances.id = expired.claimed_id "
+                      "RETURNING instances.id, expired.old_lease",
+               soci::use(owner), soci::use(until_ns), soci::use(now_ns), soci::use(max),
+               soci::into(id), soci::into(old_lease));
+          st.execute();
+          while (st.fetch()) claimed.emplace_back(old_lease, id);
+        } else {
+          // The write transaction holds SQLite's write lock from its start: no other claimer
+          // runs between the SELECT and the UPDATEs.
+          conn.BeginWrite();
+          {
+            soci::statement st =
+                (conn.session().prepare << "SELECT id, lease_until FROM instances "
+                                           "WHERE unfinished = 1 AND lease_until <= :now "
+                                           "ORDER BY lease_until, id LIMIT :limit",
+                 soci::use(now_ns), soci::use(max), soci::into(id), soci::into(old_lease));
+            st.execute();
+            while (st.fetch()) claimed.emplace_back(old_lease, id);
+          }
+          std::string claim_id;
+          soci::statement update =
+              (conn.session().prepare
+                   << "UPDATE instances SET owner = :owner, lease_until = :lease_until "
+                      "WHERE id = :id",
+               soci::use(owner), soci::use(until_ns), soci::use(claim_id));
+          for (const auto& [lease, claimed_id] : claimed) {
+            claim_id = claimed_id;
+            update.execute(true);
+          }
+          conn.Commit();
+        }
+        std::sort(claimed.begin(), claimed.end());
+        std::vector<InstanceId> out;
+        out.reserve(claimed.size());
+        for (auto& [lease, claimed_id] : claimed) out.emplace_back(std::move(claimed_id));
+        return out;
+      });
+}
+
+Result<InstanceRecord> SociStateStore::ClaimInstance(const InstanceId& id, const std::string& owner,
+                                                     TimePoint now, TimePoint lease_until) {
+  return impl_->Run<InstanceRecord>(
+      "claiming instance " + id.str() + " for '" + owner + "'", true,
+      [&](Connection& conn) -> Result<InstanceRecord> {
+        const std::string key = id.str();
+        const long long now_ns = sql::ToNanos(now);
+        const long long until_ns = sql::ToNanos(lease_until);
+        conn.BeginWrite();
+        soci::statement claim =
+            (conn.session().prepare
+                 << "UPDATE instances SET owner = :owner, lease_until = :lease_until "
+                    "WHERE id = :id AND (owner = :same_owner OR lease_until <= :now)",
+             soci::use(owner), soci::use(until_ns), soci::use(key), soci::use(owner),
+             soci::use(now_ns));
+        claim.execute(true);
+        if (claim.get_affected_rows() == 0) {
+          std::string holder;
+          long long held_until = 0;
+          conn.session() << "SELECT owner, lease_until FROM instances WHERE id = :id",
+              soci::use(key), soci::into(holder), soci::into(held_until);
+          const bool found = conn.session().got_data();
+          conn.RollbackQuietly();
+          if (!found) return NotFound("no instance " + key);
+          return FailedPrecondition("instance " + key + " is leased by '" + holder + "' until " +
+                                    FormatTime(sql::FromNanos(held_until)));
+        }
+        Result<InstanceRecord> record = sql::ReadInstance(conn, id);
+        if (!record.ok()) {
+          conn.RollbackQuietly();
+          return record.status();
+        }
+        conn.Commit();
+        return record;
+      });
+}
+
+Result<std::size_t> SociStateStore::RenewLeases(const std::string& owner, TimePoint now,
+                                                TimePoint lease_until) {
+  return impl_->Run<std::size_t>(
+      "renewing the leases of '" + owner + "'", true, [&](Connection& conn) -> Result<std::size_t> {
+        const long long now_ns = sql::ToNanos(now);
+        const long long until_ns = sql::ToNanos(lease_until);
+        soci::statement st =
+            (conn.session().prepare
+                 << "UPDATE instances SET lease_until = :lease_until "
+                    "WHERE owner = :owner AND unfinished = 1 AND lease_until > :now",
+             soci::use(until_ns), soci::use(owner), soci::use(now_ns));
+        st.execute(true);
+        return static_cast<std::size_t>(std::max<long long>(0, st.get_affected_rows()));
+      });
+}
+
+Result<engine::UnfinishedSummary> SociStateStore::Unfinished(const std::string& owner,
+                                                             TimePoint now) {
+  return impl_->Run<engine::UnfinishedSummary>(
+      "counting unfinished instances", true,
+      [&](Connection& conn) -> Result<engine::UnfinishedSummary> {
+        const long long now_ns = sql::ToNanos(now);
+        long long unfinished = 0;
+        long long elsewhere = 0;
+        long long next_expiry = 0;
+        soci::indicator next_expiry_ind = soci::i_null;
+        conn.BeginRead();
+        conn.session() << "SELECT COUNT(*) FROM instances WHERE unfinished = 1",
+            soci::into(unfinished);
+        conn.session() << "SELECT COUNT(*), MIN(lease_until) FROM instances "
+                          "WHERE unfinished = 1 AND owner <> :owner AND lease_until > :now",
+            soci::use(owner), soci::use(now_ns), soci::into(elsewhere),
+            soci::into(next_expiry, next_expiry_ind);
+        conn.Commit();
+        engine::UnfinishedSummary out;
+        out.unfinished = static_cast<std::size_t>(unfinished);
+        out.leased_elsewhere = static_cast<std::size_t>(elsewhere);
+        if (elsewhere > 0 && next_expiry_ind == soci::i_ok) {
+          out.next_expiry = sql::FromNanos(next_expiry);
+        }
+        return out;
+      });
+}
+
+Result<std::unique_ptr<SociStateStore>> OpenSociStore(const std::string& url,
+                                                      const SociStoreOptions& options) {
+  SAGAFLOW_ASSIGN_OR_RETURN(sql::DatabaseConfig config, sql::ParseDatabaseUrl(url, options));
+  SAGAFLOW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> writer, Connection::Open(config));
+  SAGAFLOW_RETURN_IF_ERROR(sql::ApplyMigrations(*writer, config).status());
+  return std::make_unique<SociStateStore>(
+      std::make_unique<SociStateStore::Impl>(std::move(config), std::move(writer)));
+}
+
+Result<std::vector<int>> MigrateDatabase(const std::string& url, const SociStoreOptions& options) {
+  SAGAFLOW_ASSIGN_OR_RETURN(sql::DatabaseConfig config, sql::ParseDatabaseUrl(url, options));
+  SAGAFLOW_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(config));
+  return sql::ApplyMigrations(*conn, config);
+}
+
+int LatestSchemaVersion() { return sql::Migrations().back().version; }
+
+}  // namespace sagaflow::adapters

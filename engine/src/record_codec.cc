@@ -1,0 +1,191 @@
+#include "sagaflow/engine/record_codec.h"
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+
+namespace sagaflow::engine {
+
+namespace {
+
+Status Bad(const std::string& path, const std::string& what) {
+  return InvalidArgument(path + ": " + what);
+}
+
+Status WrongType(const std::string& path, const char* expected, const Json& found) {
+  return Bad(path, std::string("expected ") + expected + ", found " + found.type_name());
+}
+
+// The member `key` of the object `json` (whose path is `path`), or an error naming it.
+Result<const Json*> Member(const Json& json, const std::string& path, const char* key) {
+  auto it = json.find(key);
+  if (it == json.end()) return Bad(path + "." + key, "missing");
+  return &*it;
+}
+
+Result<std::int64_t> Int64(const Json& value, const std::string& path) {
+  if (value.is_number_unsigned()) {
+    if (value.get<std::uint64_t>() >
+        static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return Bad(path, "integer " + value.dump() + " is out of range");
+    }
+    return static_cast<std::int64_t>(value.get<std::uint64_t>());
+  }
+  if (!value.is_number_integer()) return WrongType(path, "an integer", value);
+  return value.get<std::int64_t>();
+}
+
+Result<int> Int(const Json& value, const std::string& path, int min) {
+  SAGAFLOW_ASSIGN_OR_RETURN(std::int64_t v, Int64(value, path));
+  if (v < min || v > std::numeric_limits<int>::max()) {
+    return Bad(path, "integer " + std::to_string(v) + " is out of range");
+  }
+  return static_cast<int>(v);
+}
+
+Result<int> IntMember(const Json& json, const std::string& path, const char* key, int min) {
+  SAGAFLOW_ASSIGN_OR_RETURN(const Json* value, Member(json, path, key));
+  return Int(*value, path + "." + key, min);
+}
+
+Result<bool> BoolMember(const Json& json, const std::string& path, const char* key) {
+  SAGAFLOW_ASSIGN_OR_RETURN(const Json* value, Member(json, path, key));
+  if (!value->is_boolean()) return WrongType(path + "." + key, "a boolean", *value);
+  return value->get<bool>();
+}
+
+Result<std::string> StringMember(const Json& json, const std::string& path, const char* key) {
+  SAGAFLOW_ASSIGN_OR_RETURN(const Json* value, Member(json, path, key));
+  if (!value->is_string()) return WrongType(path + "." + key, "a string", *value);
+  return value->get<std::string>();
+}
+
+// An array of integers >= `min`.
+Result<std::vector<int>> IntArray(const Json& value, const std::string& path, int min) {
+  if (!value.is_array()) return WrongType(path, "an array", value);
+  std::vector<int> out;
+  out.reserve(value.size());
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    SAGAFLOW_ASSIGN_OR_RETURN(int v, Int(value[i], path + "[" + std::to_string(i) + "]", min));
+    out.push_back(v);
+  }
+  return out;
+}
+
+Result<std::vector<int>> IntArrayMember(const Json& json, const std::string& path, const char* key,
+                                        int min) {
+  SAGAFLOW_ASSIGN_OR_RETURN(const Json* value, Member(json, path, key));
+  return IntArray(*value, path + "." + key, min);
+}
+
+Result<TaskFailure> DecodeTaskFailure(const Json& json, const std::string& path) {
+  if (!json.is_object()) return WrongType(path, "an object", json);
+  TaskFailure failure;
+  SAGAFLOW_ASSIGN_OR_RETURN(failure.type, StringMember(json, path, "type"));
+  SAGAFLOW_ASSIGN_OR_RETURN(failure.message, StringMember(json, path, "message"));
+  return failure;
+}
+
+Json IntsToJson(const std::vector<int>& values) {
+  Json out = Json::array();
+  for (int v : values) out.push_back(v);
+  return out;
+}
+
+}  // namespace
+
+std::string_view PhaseName(Phase phase) {
+  switch (phase) {
+    case Phase::kForward:
+      return "forward";
+    case Phase::kCompensating:
+      return "compensating";
+    case Phase::kFinished:
+      return "finished";
+  }
+  return "?";
+}
+
+std::optional<Phase> ParsePhase(std::string_view name) {
+  if (name == "forward") return Phase::kForward;
+  if (name == "compensating") return Phase::kCompensating;
+  if (name == "finished") return Phase::kFinished;
+  return std::nullopt;
+}
+
+std::optional<ExecutionKind> ParseExecutionKind(std::string_view name) {
+  if (name == ExecutionKindName(ExecutionKind::kForward)) return ExecutionKind::kForward;
+  if (name == ExecutionKindName(ExecutionKind::kCompensation)) return ExecutionKind::kCompensation;
+  return std::nullopt;
+}
+
+Json CursorToJson(const Cursor& c) {
+  return Json{
+      {"phase", std::string(PhaseName(c.phase))},
+      {"current", c.current},
+      {"active_execution", c.active_execution},
+      {"compensation_stack", IntsToJson(c.compensation_stack)},
+      {"compensations_run", IntsToJson(c.compensations_run)},
+      {"compensation_trigger", c.compensation_trigger},
+      {"compensated_in_run", c.compensated_in_run},
+      {"reached_fail", c.reached_fail},
+      {"caught", c.caught ? TaskFailureToJson(*c.caught) : Json(nullptr)},
+      {"epoch", c.epoch},
+      {"run_first_execution", c.run_first_execution},
+      {"idle_transitions", c.idle_transitions},
+      {"sequences_issued", c.sequences_issued},
+  };
+}
+
+Result<Cursor> CursorFromJson(const Json& json) {
+  const std::string path = "cursor";
+  if (!json.is_object()) return WrongType(path, "an object", json);
+  Cursor c;
+  SAGAFLOW_ASSIGN_OR_RETURN(std::string phase, StringMember(json, path, "phase"));
+  std::optional<Phase> parsed = ParsePhase(phase);
+  if (!parsed) {
+    return Bad(path + ".phase", "'" + phase + "' is not forward, compensating or finished");
+  }
+  c.phase = *parsed;
+  SAGAFLOW_ASSIGN_OR_RETURN(c.current, IntMember(json, path, "current", statelang::kNoState));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.active_execution, IntMember(json, path, "active_execution", -1));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.compensation_stack,
+                            IntArrayMember(json, path, "compensation_stack", 0));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.compensations_run,
+                            IntArrayMember(json, path, "compensations_run", 0));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.compensation_trigger,
+                            IntMember(json, path, "compensation_trigger", statelang::kNoState));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.compensated_in_run, BoolMember(json, path, "compensated_in_run"));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.reached_fail, BoolMember(json, path, "reached_fail"));
+  SAGAFLOW_ASSIGN_OR_RETURN(const Json* caught, Member(json, path, "caught"));
+  if (!caught->is_null()) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.caught, DecodeTaskFailure(*caught, path + ".caught"));
+  }
+  SAGAFLOW_ASSIGN_OR_RETURN(c.epoch, IntMember(json, path, "epoch", 0));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.run_first_execution, IntMember(json, path, "run_first_execution", 0));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.idle_transitions, IntMember(json, path, "idle_transitions", 0));
+  SAGAFLOW_ASSIGN_OR_RETURN(const Json* sequences, Member(json, path, "sequences_issued"));
+  SAGAFLOW_ASSIGN_OR_RETURN(c.sequences_issued, Int64(*sequences, path + ".sequences_issued"));
+  if (c.sequences_issued < 0) {
+    return Bad(path + ".sequences_issued",
+               "integer " + std::to_string(c.sequences_issued) + " is out of range");
+  }
+  return c;
+}
+
+Json TaskFailureToJson(const TaskFailure& failure) {
+  return Json{{"type", failure.type}, {"message", failure.message}};
+}
+
+Result<TaskFailure> TaskFailureFromJson(const Json& json) {
+  return DecodeTaskFailure(json, "error");
+}
+
+Json RetryCountsToJson(const std::vector<int>& counts) { return IntsToJson(counts); }
+
+Result<std::vector<int>> RetryCountsFromJson(const Json& json) {
+  return IntArray(json, "retry_counts", 0);
+}
+
+}  // namespace sagaflow::engine

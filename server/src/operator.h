@@ -1,0 +1,80 @@
+#pragma once
+
+// What the operator commands (run, instances, replay, compensate, skip, recover, db) share:
+// opening a store from a URL, building the task registry (the binary's tasks, plus a
+// scenario's mocks), and showing instances.
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sagaflow/common/clock.h"
+#include "sagaflow/common/json.h"
+#include "sagaflow/common/status.h"
+#include "commands.h"
+#include "sagaflow/engine/executor.h"
+#include "sagaflow/engine/state_store.h"
+#include "sagaflow/server/scenario.h"
+#include "sagaflow/tasks/task_registry.h"
+
+namespace sagaflow::cli {
+
+// The URL a command uses: the one given, else $SAGAFLOW_DB, else the embedded default.
+std::string StoreUrl(const StoreArgs& args);
+
+// Opens the store (`memory` for a store in this process; sqlite:PATH; postgresql://...),
+// applying pending schema migrations. Errors name the URL (without its password).
+Result<std::unique_ptr<engine::StateStore>> OpenStore(const StoreArgs& args);
+
+// The store's URL for output (without a password).
+std::string StoreDisplayName(engine::StateStore& store);
+
+// Applies pending migrations; returns the versions applied now.
+Result<std::vector<int>> MigrateStore(const StoreArgs& args);
+
+// Tasks for an engine: the binary's own tasks and error types, then the mocks and error types
+// of a scenario file when one is given (its mocks replace the binary's tasks of the same name).
+class Tasks {
+ public:
+  Status Load(const TaskRegistry& base, const std::string& mocks_file);
+  const TaskRegistry& registry() const { return registry_; }
+  // The scenario's input (null without a scenario).
+  const Json& scenario_input() const { return scenario_input_; }
+
+ private:
+  TaskRegistry registry_;
+  server::MockSet mocks_;
+  Json scenario_input_;
+};
+
+// A running engine over a store, for one command.
+struct OperatorEngine {
+  std::unique_ptr<engine::StateStore> store;
+  Tasks tasks;
+  SystemClock clock;
+  std::unique_ptr<engine::Executor> executor;
+};
+
+// Opens the store, loads the tasks and starts an executor with `workers` threads (0: one per
+// core). Prints the error and returns the exit code when it fails (kExitOk otherwise).
+int OpenEngine(const StoreArgs& store, const TaskRegistry& base, const std::string& mocks_file,
+               OperatorEngine& out, int workers = 0);
+
+// The exit code for a failed Status: 2 for what the user got wrong (bad argument, unknown
+// instance), 3 for a refusal (the instance is leased elsewhere, the operation does not apply),
+// 1 for the rest.
+int ExitCodeFor(const Status& status);
+
+// An instance as JSON, with its executions when `with_executions`.
+Json InstanceJson(const engine::InstanceRecord& r, bool with_executions);
+Json SummaryJson(const engine::InstanceSummary& s);
+// Human forms.
+void PrintInstance(std::ostream& out, const engine::InstanceRecord& r);
+void PrintSummaries(std::ostream& out, const std::vector<engine::InstanceSummary>& list);
+
+// Parses `text` as a JSON object for an instance's input or an operation's patch; the error
+// names `what`.
+Result<Json> ParseObjectArgument(const std::string& text, const std::string& what);
+
+}  // namespace sagaflow::cli

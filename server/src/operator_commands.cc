@@ -1,0 +1,431 @@
+// The operator commands: run, instances list|show, replay, compensate, skip, recover,
+// db migrate.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "commands.h"
+#include "operator.h"
+#include "sagaflow/engine/interpreter.h"
+#include "sagaflow/server/cli.h"
+#include "sagaflow/statelang/loader.h"
+
+namespace sagaflow::cli {
+
+namespace {
+
+Duration Seconds(double s) { return SecondsToDuration(s); }
+
+int Fail(const Status& s) {
+  std::cerr << "error: " << s.message() << "\n";
+  return ExitCodeFor(s);
+}
+
+void PrintResult(const engine::InstanceRecord& r, bool json) {
+  if (json) {
+    std::cout << InstanceJson(r, true).dump(2) << "\n";
+  } else {
+    PrintInstance(std::cout, r);
+  }
+}
+
+Result<InstanceId> ParseId(const std::string& text) {
+  if (text.empty()) return InvalidArgument("an instance id is required");
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+      return InvalidArgument("'" + text + "' is not an instance id");
+    }
+  }
+  return InstanceId(text);
+}
+
+// A progress bar on stderr: "[#####.....] 50/100".
+class Progress {
+ public:
+  explicit Progress(std::size_t total) : total_(total), tty_(isatty(STDERR_FILENO) != 0) {}
+  void Step(std::size_t done) {
+    std::lock_guard lock(mu_);
+    const std::size_t width = 30;
+    const std::size_t filled = total_ == 0 ? width : done * width / total_;
+    // Without a terminal, print a line each tenth instead of redrawing.
+    std::size_t tenth = total_ == 0 ? 10 : done * 10 / total_;
+    if (!tty_ && tenth == last_tenth_ && done != total_) return;
+    last_tenth_ = tenth;
+    std::cerr << (tty_ ? "\r" : "") << "[" << std::string(filled, '#')
+              << std::string(width - filled, '.') << "] " << done << "/" << total_
+              << (tty_ ? "" : "\n") << std::flush;
+    if (tty_ && done == total_) std::cerr << "\n";
+  }
+
+ private:
+  std::mutex mu_;
+  std::size_t total_;
+  bool tty_;
+  std::size_t last_tenth_ = static_cast<std::size_t>(-1);
+};
+
+// What `replay` (forward) would do, decided by the interpreter on a copy of the record.
+int PrintReplayPlan(engine::StateStore& store, const TaskRegistry& registry,
+                    const InstanceId& id, const Json& patch, bool json) {
+  auto record = store.LoadInstance(id);
+  if (!record.ok()) return Fail(record.status());
+  auto def = store.LoadDefinition(record->flow_name, record->flow_hash);
+  if (!def.ok()) return Fail(def.status());
+  auto loaded = statelang::LoadStateMachine(def->content);
+  if (!loaded.ok()) {
+    return Fail(Internal("the stored definition of flow '" + record->flow_name +
+                         "' no longer loads: " + loaded.Describe(record->flow_name)));
+  }
+  const statelang::StateMachine& machine = *loaded.machine;
+  engine::Interpreter interpreter(registry.errors());
+  engine::InstanceRecord copy = *record;
+  const std::size_t before = copy.executions.size();
+  auto step = interpreter.Forward(copy, machine, patch, SystemClock().Now());
+
+  Json plan = {{"instance", id.str()},
+               {"operation", "forward"},
+               {"flow", record->flow_name},
+               {"version", record->flow_version},
+               {"status", std::string(engine::RunStatusCode(record->status))}};
+  if (!step.ok()) {
+    plan["refused"] = step.status().message();
+  } else if (step->decision.kind == engine::Decision::Kind::kFinished &&
+             copy.executions.size() == before && step->changed_executions.empty()) {
+    plan["nothingToDo"] = true;
+  } else {
+    Json keep = Json::array();
+    Json replaced = Json::array();
+    for (std::size_t i = 0; i < before; ++i) {
+      const engine::StateExecution& now = copy.executions[i];
+      const engine::StateExecution& was = record->executions[i];
+      if (now.kind != engine::ExecutionKind::kForward || was.superseded) continue;
+      Json entry = {{"id", now.id},
+                    {"state", now.state.str()},
+                    {"status", std::string(engine::RunStatusCode(now.status))}};
+      (now.superseded ? replaced : keep).push_back(std::move(entry));
+    }
+    plan["keep"] = std::move(keep);
+    plan["replace"] = std::move(replaced);
+    if (step->decision.kind == engine::Decision::Kind::kInvoke) {
+      const engine::StateExecution& e =
+          copy.executions[static_cast<std::size_t>(step->decision.execution)];
+      plan["rerun"] = {{"state", e.state.str()},
+                       {"epoch", e.epoch},
+                       {"idempotencyKey", e.idempotency_key},
+                       {"input", e.input.get()}};
+    } else {
+      plan["rerun"] = nullptr;
+    }
+    // What a compensation would undo if the replay fails into one (newest first).
+    Json undo = Json::array();
+    for (int i : interpreter.Compensable(*record, machine)) {
+      undo.push_back(record->executions[static_cast<std::size_t>(i)].state.str());
+    }
+    plan["compensateOnFailure"] = std::move(undo);
+  }
+
+  if (json) {
+    std::cout << plan.dump(2) << "\n";
+    return step.ok() ? kExitOk : ExitCodeFor(step.status());
+  }
+  std::cout << "replay plan for instance " << id.str() << " (flow " << record->flow_name << " "
+            << record->flow_version << ", status " << engine::RunStatusCode(record->status)
+            << "); nothing has been changed\n";
+  if (!step.ok()) {
+    std::cout << "  refused: " << step.status().message() << "\n";
+    return ExitCodeFor(step.status());
+  }
+  if (plan.contains("nothingToDo")) {
+    std::cout << "  nothing to do: the instance succeeded\n";
+    return kExitOk;
+  }
+  auto names = [](const Json& list) {
+    std::string out;
+    for (const Json& e : list) {
+      out += (out.empty() ? "" : ", ") + e["state"].get<std::string>() + " (" +
+             e["status"].get<std::string>() + ")";
+    }
+    return out.empty() ? std::string("-") : out;
+  };
+  std::cout << "  keep      " << names(plan["keep"]) << "\n";
+  std::cout << "  replace   " << names(plan["replace"]) << "\n";
+  if (plan["rerun"].is_null()) {
+    std::cout << "  re-run    - (the last state succeeded: the flow routes on from it)\n";
+  } else {
+    std::cout << "  re-run    " << plan["rerun"]["state"].get<std::string>() << " with key "
+              << plan["rerun"]["idempotencyKey"].get<std::string>() << ", input "
+              << plan["rerun"]["input"].dump() << ", then the flow goes on from there\n";
+  }
+  std::string undo;
+  for (const Json& s : plan["compensateOnFailure"]) {
+    undo += (undo.empty() ? "" : ", ") + s.get<std::string>();
+  }
+  std::cout << "  compensated if it fails into a compensation: " << (undo.empty() ? "-" : undo)
+            << "\n";
+  return kExitOk;
+}
+
+int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& patch) {
+  std::vector<InstanceId> ids;
+  for (engine::RunStatus status : {engine::RunStatus::kFailed, engine::RunStatus::kUnknown}) {
+    engine::InstanceFilter filter;
+    filter.status = status;
+    filter.flow_name = args.flow;
+    filter.limit = std::numeric_limits<std::size_t>::max();
+    auto list = eng.store->ListInstances(filter);
+    if (!list.ok()) return Fail(list.status());
+    for (const engine::InstanceSummary& s : *list) {
+      if (!s.compensation_status) ids.push_back(s.id);  // forward does not apply after one
+    }
+  }
+  Progress progress(ids.size());
+  progress.Step(0);
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> done{0};
+  std::mutex mu;
+  Json results = Json::array();
+  std::map<std::string, std::size_t> outcomes;
+  std::vector<std::string> errors;
+  auto worker = [&] {
+    while (true) {
+      std::size_t i = next.fetch_add(1);
+      if (i >= ids.size()) return;
+      auto r = eng.executor->Operate(engine::Operation::kForward, ids[i], patch,
+                                     Seconds(args.timeout_s));
+      {
+        std::lock_guard lock(mu);
+        if (r.ok()) {
+          ++outcomes[std::string(engine::RunStatusCode(r->status))];
+          results.push_back(InstanceJson(*r, false));
+        } else {
+          ++outcomes["refused or failed"];
+          errors.push_back(ids[i].str() + ": " + r.status().message());
+          results.push_back({{"id", ids[i].str()}, {"error", r.status().message()}});
+        }
+      }
+      progress.Step(done.fetch_add(1) + 1);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  if (args.json) {
+    std::cout << Json{{"replayed", ids.size()}, {"outcomes", outcomes}, {"instances", results}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "replayed " << ids.size() << " instance(s)";
+    for (const auto& [k, n] : outcomes) std::cout << "; " << k << ": " << n;
+    std::cout << "\n";
+    for (const std::string& e : errors) std::cout << "  " << e << "\n";
+  }
+  return errors.empty() ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
+int RunRun(const RunArgs& args, const TaskRegistry& base) {
+  auto flows = LoadFlows(args.flows);
+  if (!flows) return kExitInvalid;
+  auto machine = PickFlow(*flows, args.flow_name);
+  if (!machine) return kExitInvalid;
+  Result<Json> input = Json::object();
+  if (!args.input.empty()) {
+    input = ParseObjectArgument(args.input, "--input");
+    if (!input.ok()) return Fail(input.status());
+  }
+  OperatorEngine eng;
+  if (int rc = OpenEngine(args.store, base, args.mocks, eng); rc != kExitOk) return rc;
+  if (args.input.empty() && eng.tasks.scenario_input().is_object()) {
+    input = eng.tasks.scenario_input();
+  }
+  if (Status s = eng.executor->AddFlow(machine); !s.ok()) return Fail(s);
+  engine::StartOptions start;
+  start.business_key = args.business_key;
+  auto id = eng.executor->StartInstance(machine, *input, start);
+  if (!id.ok()) return Fail(id.status());
+  auto r = eng.executor->Await(*id, Seconds(args.timeout_s));
+  if (!r.ok()) {
+    std::cerr << "error: " << r.status().message() << "\ninstance " << id->str()
+              << " is stored; `sagaflow recover` finishes it once its lease expires\n";
+    return kExitFailure;
+  }
+  PrintResult(*r, args.json);
+  return kExitOk;
+}
+
+int RunInstancesList(const ListArgs& args) {
+  engine::InstanceFilter filter;
+  if (!args.status.empty()) {
+    filter.status = engine::ParseRunStatus(args.status);
+    if (!filter.status) {
+      std::cerr << "error: --status must be one of RU, SU, FA, UN or SK; found '" << args.status
+                << "'\n";
+      return kExitInvalid;
+    }
+  }
+  filter.flow_name = args.flow;
+  filter.limit = args.limit;
+  auto store = OpenStore(args.store);
+  if (!store.ok()) return Fail(store.status());
+  auto list = (*store)->ListInstances(filter);
+  if (!list.ok()) return Fail(list.status());
+  if (args.json) {
+    Json out = Json::array();
+    for (const auto& s : *list) out.push_back(SummaryJson(s));
+    std::cout << out.dump(2) << "\n";
+  } else {
+    PrintSummaries(std::cout, *list);
+  }
+  return kExitOk;
+}
+
+int RunInstancesShow(const ShowArgs& args) {
+  auto id = ParseId(args.id);
+  if (!id.ok()) return Fail(id.status());
+  auto store = OpenStore(args.store);
+  if (!store.ok()) return Fail(store.status());
+  auto r = (*store)->LoadInstance(*id);
+  if (!r.ok()) return Fail(r.status());
+  PrintResult(*r, args.json);
+  return kExitOk;
+}
+
+int RunOperate(const OperateArgs& args, const TaskRegistry& base) {
+  Json patch;
+  if (!args.patch.empty()) {
+    auto parsed = ParseObjectArgument(args.patch, "--input");
+    if (!parsed.ok()) return Fail(parsed.status());
+    patch = std::move(parsed).value();
+  }
+  if (args.all_failed && !args.id.empty()) {
+    std::cerr << "error: give an instance id or --all-failed, not both\n";
+    return kExitInvalid;
+  }
+  if (!args.all_failed && args.id.empty()) {
+    std::cerr << "error: an instance id is required (or --all-failed for replay)\n";
+    return kExitInvalid;
+  }
+  if (args.plan && args.all_failed) {
+    std::cerr << "error: --plan applies to one instance\n";
+    return kExitInvalid;
+  }
+  if (args.plan) {
+    auto id = ParseId(args.id);
+    if (!id.ok()) return Fail(id.status());
+    Tasks tasks;
+    if (Status s = tasks.Load(base, args.mocks); !s.ok()) return Fail(s);
+    auto store = OpenStore(args.store);
+    if (!store.ok()) return Fail(store.status());
+    return PrintReplayPlan(**store, tasks.registry(), *id, patch, args.json);
+  }
+  OperatorEngine eng;
+  if (int rc = OpenEngine(args.store, base, args.mocks, eng); rc != kExitOk) return rc;
+  if (args.all_failed) return OperateAllFailed(eng, args, patch);
+  auto id = ParseId(args.id);
+  if (!id.ok()) return Fail(id.status());
+  auto r = eng.executor->Operate(args.operation, *id, patch, Seconds(args.timeout_s));
+  if (!r.ok()) return Fail(r.status());
+  PrintResult(*r, args.json);
+  return kExitOk;
+}
+
+int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
+  OperatorEngine eng;
+  if (int rc = OpenEngine(args.store, base, args.mocks, eng); rc != kExitOk) return rc;
+  engine::StateStore& store = *eng.store;
+  engine::Executor& executor = *eng.executor;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto give_up = t0 + Seconds(args.wait_s);
+  std::set<InstanceId> resumed;
+  std::map<InstanceId, Status> failed;
+  bool waited_out = false;
+  while (true) {
+    auto report = executor.RecoverExpired(1000);
+    if (!report.ok()) return Fail(report.status());
+    for (const InstanceId& id : report->resumed) {
+      resumed.insert(id);
+      failed.erase(id);
+    }
+    for (auto& [id, s] : report->failed) failed.insert_or_assign(id, s);
+    if (report->resumed.size() + report->failed.size() == 1000) continue;  // more to claim
+    while (executor.live_instances() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const TimePoint now = eng.clock.Now();
+    auto left = store.Unfinished(executor.owner(), now);
+    if (!left.ok()) return Fail(left.status());
+    if (left->leased_elsewhere == 0) {
+      // Everything expired has been claimed: done once only the unresumable ones remain.
+      if (left->unfinished <= failed.size()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
+    if (std::chrono::steady_clock::now() >= give_up) {
+      waited_out = true;
+      break;
+    }
+    // Live leases: wait for the earliest to expire (its owner may also finish it meanwhile).
+    Duration wait = std::min<Duration>(*left->next_expiry - now, std::chrono::milliseconds(250));
+    std::this_thread::sleep_for(std::max<Duration>(wait, std::chrono::milliseconds(5)));
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto left = store.Unfinished(executor.owner(), eng.clock.Now());
+  std::map<std::string, std::size_t> outcomes;
+  for (const InstanceId& id : resumed) {
+    auto r = store.LoadInstance(id);
+    std::string key = !r.ok() ? "unreadable"
+                      : !r->finished()
+                          ? "RU"
+                          : std::string(engine::RunStatusCode(r->status)) +
+                                (r->compensation_status
+                                     ? "/" + std::string(engine::RunStatusCode(*r->compensation_status))
+                                     : "");
+    ++outcomes[key];
+  }
+  if (args.json) {
+    Json failures = Json::array();
+    for (const auto& [id, s] : failed) failures.push_back({{"id", id.str()}, {"error", s.message()}});
+    std::cout << Json{{"resumed", resumed.size()},
+                      {"outcomes", outcomes},
+                      {"failed", failures},
+                      {"stillLeasedElsewhere", left.ok() ? left->leased_elsewhere : 0},
+                      {"seconds", seconds}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "recovered " << resumed.size() << " instance(s) in " << seconds << " s";
+    for (const auto& [k, n] : outcomes) std::cout << "; " << k << ": " << n;
+    std::cout << "\n";
+    for (const auto& [id, s] : failed) {
+      std::cout << "  cannot resume " << id.str() << ": " << s.message() << "\n";
+    }
+    if (waited_out && left.ok()) {
+      std::cout << "  " << left->leased_elsewhere
+                << " instance(s) are still leased by running engines; not taken\n";
+    }
+  }
+  if (!failed.empty()) return kExitFailure;
+  return waited_out ? kExitRefused : kExitOk;
+}
+
+int RunDbMigrate(const StoreArgs& args) {
+  auto applied = MigrateStore(args);
+  if (!applied.ok()) return Fail(applied.status());
+  if (applied->empty()) {
+    std::cout << "schema up to date\n";
+  } else {
+    std::cout << "applied migration(s)";
+    for (int v : *applied) std::cout << " " << v;
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace sagaflow::cli

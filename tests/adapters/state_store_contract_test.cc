@@ -1,0 +1,1085 @@
+// The StateStore contract (engine/include/sagaflow/engine/state_store.h), run against every
+// store: the in-memory reference, SQLite and PostgreSQL (SAGAFLOW_TEST_POSTGRES_URL).
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sagaflow/adapters/memory/memory_state_store.h"
+#include "sagaflow/adapters/soci/soci_state_store.h"
+#include "sagaflow/common/clock.h"
+#include "sagaflow/common/json.h"
+#include "sagaflow/engine/records.h"
+#include "sagaflow/engine/state_store.h"
+#include "sagaflow/testing/matchers.h"
+#include "test_databases.h"
+
+namespace sagaflow::adapters {
+namespace {
+
+using engine::DefinitionRecord;
+using engine::ExecutionKind;
+using engine::InstanceFilter;
+using engine::InstanceRecord;
+using engine::InstanceSummary;
+using engine::InstanceWrite;
+using engine::Phase;
+using engine::RunStatus;
+using engine::StateExecution;
+using engine::StateStore;
+using ::sagaflow::testing::IsOk;
+using ::sagaflow::testing::StatusIs;
+using ::sagaflow::testing::TestDatabase;
+using std::chrono::seconds;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Optional;
+
+TimePoint At(int s) { return TimePoint(seconds(1'700'000'000 + s)); }
+
+InstanceRecord MakeRecord(const std::string& id, const std::string& flow = "order_fulfill",
+                          TimePoint started = At(0), const std::string& business_key = "",
+                          Json input = Json{{"orderId", "1001"}}) {
+  InstanceRecord r;
+  r.id = InstanceId(id);
+  r.flow_name = flow;
+  r.flow_version = "1.0.0";
+  r.flow_hash = "00000000deadbeef";
+  r.business_key = business_key;
+  r.input = input;
+  r.context = std::move(input);
+  r.started_at = r.updated_at = started;
+  r.owner = "node-a";
+  r.lease_until = At(1000);
+  return r;
+}
+
+StateExecution MakeExecution(int id, const std::string& state, Json input) {
+  StateExecution e;
+  e.id = id;
+  e.state = StateName(state);
+  e.state_index = id + 1;
+  e.idempotency_key = "key:" + state;
+  e.for_update = true;
+  e.attempts = 1;
+  e.input = std::move(input);
+  e.started_at = At(id);
+  return e;
+}
+
+std::vector<std::string> Ids(const std::vector<InstanceSummary>& list) {
+  std::vector<std::string> out;
+  for (const auto& s : list) out.push_back(s.id.str());
+  return out;
+}
+
+std::vector<std::string> Strs(const std::vector<InstanceId>& ids) {
+  std::vector<std::string> out;
+  for (const auto& id : ids) out.push_back(id.str());
+  return out;
+}
+
+// A store under test and, for the durable ones, a second store over the same database (another
+// engine process); the in-memory store is its own peer.
+class StateStoreContractTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const std::string& backend = GetParam();
+    if (backend == "memory") {
+      store_ = std::make_unique<MemoryStateStore>();
+      return;
+    }
+    if (backend == "postgresql") SAGAFLOW_REQUIRE_TEST_POSTGRES();
+    db_ = std::make_unique<TestDatabase>(backend == "sqlite" ? TestDatabase::Kind::kSqlite
+                                                             : TestDatabase::Kind::kPostgres);
+    auto opened = db_->Open();
+    ASSERT_THAT(opened, IsOk());
+    store_ = std::move(*opened);
+  }
+
+  void TearDown() override {
+    peer_.reset();
+    store_.reset();
+    db_.reset();
+  }
+
+  StateStore& store() { return *store_; }
+
+  StateStore& peer() {
+    if (!db_) return *store_;
+    if (!peer_) {
+      auto opened = db_->Open();
+      EXPECT_THAT(opened, IsOk());
+      if (opened.ok()) peer_ = std::move(*opened);
+    }
+    return peer_ ? *peer_ : *store_;
+  }
+
+  bool durable() const { return db_ != nullptr; }
+
+  // Creates `r` and checks it was created.
+  void Create(const InstanceRecord& r) {
+    Result<InstanceId> id = store().CreateInstance(r);
+    ASSERT_THAT(id, IsOk());
+    EXPECT_EQ(*id, r.id);
+  }
+
+  // Marks `r` finished and writes it.
+  void Finish(InstanceRecord& r, RunStatus status = RunStatus::kSucceeded) {
+    r.status = status;
+    r.cursor.phase = Phase::kFinished;
+    r.ended_at = r.updated_at;
+    ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
+  }
+
+  InstanceRecord Load(const std::string& id) {
+    Result<InstanceRecord> r = store().LoadInstance(InstanceId(id));
+    EXPECT_THAT(r, IsOk());
+    return r.ok() ? *r : InstanceRecord{};
+  }
+
+  std::unique_ptr<TestDatabase> db_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<StateStore> peer_;
+};
+
+// Counts down to zero; Wait() returns once it got there.
+class Latch {
+ public:
+  explicit Latch(int n) : n_(n) {}
+  void CountDown() {
+    std::lock_guard lock(mu_);
+    if (--n_ == 0) done_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock lock(mu_);
+    done_.wait(lock, [this] { return n_ <= 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable done_;
+  int n_;
+};
+
+// --- Definitions -----------------------------------------------------------------------------
+
+TEST_P(StateStoreContractTest, DefinitionsSaveAndLoad) {
+  DefinitionRecord v1{"order_fulfill", "1.0.0", "hash-1", "{\"Name\": \"order_fulfill\"}", At(0)};
+  DefinitionRecord v2{"order_fulfill", "1.1.0", "hash-2", "{\"Name\": \"order_fulfill\", \"v\": 2}",
+                      At(1)};
+  ASSERT_THAT(store().SaveDefinition(v1), IsOk());
+  ASSERT_THAT(store().SaveDefinition(v2), IsOk());
+
+  Result<DefinitionRecord> loaded = store().LoadDefinition("order_fulfill", "hash-1");
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->name, "order_fulfill");
+  EXPECT_EQ(loaded->hash, "hash-1");
+  EXPECT_EQ(loaded->version, "1.0.0");
+  EXPECT_EQ(loaded->content, v1.content);
+  EXPECT_EQ(loaded->created_at, At(0));
+  loaded = store().LoadDefinition("order_fulfill", "hash-2");
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->version, "1.1.0");
+  EXPECT_EQ(loaded->content, v2.content);
+}
+
+TEST_P(StateStoreContractTest, LoadingAMissingDefinitionIsNotFound) {
+  ASSERT_THAT(store().SaveDefinition({"order_fulfill", "1.0.0", "hash-1", "{}", At(0)}), IsOk());
+  EXPECT_THAT(store().LoadDefinition("order_fulfill", "hash-3"), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store().LoadDefinition("order_cancel", "hash-1"), StatusIs(StatusCode::kNotFound));
+}
+
+TEST_P(StateStoreContractTest, SavingTheSameDefinitionAgainChangesNothing) {
+  DefinitionRecord def{"order_fulfill", "1.0.0", "hash-1", "original", At(0)};
+  ASSERT_THAT(store().SaveDefinition(def), IsOk());
+  ASSERT_THAT(store().SaveDefinition(def), IsOk());
+  DefinitionRecord later = def;
+  later.created_at = At(100);
+  later.content = "something else";
+  later.version = "9.9.9";
+  ASSERT_THAT(peer().SaveDefinition(later), IsOk());
+  Result<DefinitionRecord> loaded = store().LoadDefinition("order_fulfill", "hash-1");
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->content, "original");
+  EXPECT_EQ(loaded->version, "1.0.0");
+  EXPECT_EQ(loaded->created_at, At(0));
+}
+
+// --- Create and load -------------------------------------------------------------------------
+
+// An instance with every field set to something other than its default.
+InstanceRecord FullRecord() {
+  InstanceRecord r = MakeRecord("full-1", "order_fulfill", At(5), "bk-full",
+                                Json{{"orderId", "1001"}, {"amount", 12.5}, {"tags", {"a", "b"}}});
+  r.flow_version = "2.3.4";
+  r.flow_hash = "cafebabe00112233";
+  r.status = RunStatus::kUnknown;
+  r.compensation_status = RunStatus::kFailed;
+  r.context = Json{{"orderId", "1001"}, {"picked", true}, {"unicode", "订单履约 ✓"}};
+  r.error = TaskFailure{"CarrierUnavailable", "carrier API answered 503"};
+  r.error_code = "500";
+  r.error_message = "订单履约异常！！";
+  r.updated_at = At(7);
+  r.ended_at = At(9);
+  r.owner = "node-b";
+  r.lease_until = At(600);
+  r.cursor.phase = Phase::kCompensating;
+  r.cursor.current = 4;
+  r.cursor.active_execution = 1;
+  r.cursor.compensation_stack = {0, 1};
+  r.cursor.compensations_run = {2};
+  r.cursor.compensation_trigger = 6;
+  r.cursor.compensated_in_run = true;
+  r.cursor.reached_fail = true;
+  r.cursor.caught = TaskFailure{"NetworkError", "timeout"};
+  r.cursor.epoch = 3;
+  r.cursor.run_first_execution = 1;
+  r.cursor.idle_transitions = 7;
+  r.cursor.sequences_issued = 5'000'000'000LL;
+
+  StateExecution a = MakeExecution(0, "FulfillService", Json::array({{{"orderId", "1001"}}}));
+  a.status = RunStatus::kSucceeded;
+  a.compensation_status = RunStatus::kSucceeded;
+  a.output = Json(true);
+  a.ended_at = At(6);
+  a.epoch = 2;
+  a.retry_counts = {1, 0, 3};
+  StateExecution b = MakeExecution(1, "TmsService", Json::array({"x", 1, nullptr}));
+  b.status = RunStatus::kUnknown;
+  b.attempts = 4;
+  b.retry_at = At(8);
+  b.retried_for = 0;
+  b.superseded = true;
+  b.for_update = false;
+  b.error = TaskFailure{"ConnectError", "refused"};
+  StateExecution c = MakeExecution(2, "FulfillCompensate", Json::array());
+  c.kind = ExecutionKind::kCompensation;
+  c.compensates = 0;
+  c.status = RunStatus::kSkipped;
+  r.executions = {a, b, c};
+  return r;
+}
+
+void ExpectSameExecution(const StateExecution& got, const StateExecution& want) {
+  SCOPED_TRACE("execution " + std::to_string(want.id));
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.state, want.state);
+  EXPECT_EQ(got.state_index, want.state_index);
+  EXPECT_EQ(got.kind, want.kind);
+  EXPECT_EQ(got.compensates, want.compensates);
+  EXPECT_EQ(got.retried_for, want.retried_for);
+  EXPECT_EQ(got.epoch, want.epoch);
+  EXPECT_EQ(got.attempts, want.attempts);
+  EXPECT_EQ(got.status, want.status);
+  EXPECT_EQ(got.compensation_status, want.compensation_status);
+  EXPECT_EQ(got.superseded, want.superseded);
+  EXPECT_EQ(got.for_update, want.for_update);
+  EXPECT_EQ(got.retry_counts, want.retry_counts);
+  EXPECT_EQ(got.retry_at, want.retry_at);
+  EXPECT_EQ(got.idempotency_key, want.idempotency_key);
+  EXPECT_EQ(got.input, want.input);
+  EXPECT_EQ(got.output, want.output);
+  EXPECT_EQ(got.error, want.error);
+  EXPECT_EQ(got.started_at, want.started_at);
+  EXPECT_EQ(got.ended_at, want.ended_at);
+}
+
+void ExpectSameRecord(const InstanceRecord& got, const InstanceRecord& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.flow_name, want.flow_name);
+  EXPECT_EQ(got.flow_version, want.flow_version);
+  EXPECT_EQ(got.flow_hash, want.flow_hash);
+  EXPECT_EQ(got.business_key, want.business_key);
+  EXPECT_EQ(got.status, want.status);
+  EXPECT_EQ(got.compensation_status, want.compensation_status);
+  EXPECT_EQ(got.input, want.input);
+  EXPECT_EQ(got.context, want.context);
+  EXPECT_EQ(got.error, want.error);
+  EXPECT_EQ(got.error_code, want.error_code);
+  EXPECT_EQ(got.error_message, want.error_message);
+  EXPECT_EQ(got.started_at, want.started_at);
+  EXPECT_EQ(got.updated_at, want.updated_at);
+  EXPECT_EQ(got.ended_at, want.ended_at);
+  EXPECT_EQ(got.owner, want.owner);
+  EXPECT_EQ(got.lease_until, want.lease_until);
+  const engine::Cursor& gc = got.cursor;
+  const engine::Cursor& wc = want.cursor;
+  EXPECT_EQ(gc.phase, wc.phase);
+  EXPECT_EQ(gc.current, wc.current);
+  EXPECT_EQ(gc.active_execution, wc.active_execution);
+  EXPECT_EQ(gc.compensation_stack, wc.compensation_stack);
+  EXPECT_EQ(gc.compensations_run, wc.compensations_run);
+  EXPECT_EQ(gc.compensation_trigger, wc.compensation_trigger);
+  EXPECT_EQ(gc.compensated_in_run, wc.compensated_in_run);
+  EXPECT_EQ(gc.reached_fail, wc.reached_fail);
+  EXPECT_EQ(gc.caught, wc.caught);
+  EXPECT_EQ(gc.epoch, wc.epoch);
+  EXPECT_EQ(gc.run_first_execution, wc.run_first_execution);
+  EXPECT_EQ(gc.idle_transitions, wc.idle_transitions);
+  EXPECT_EQ(gc.sequences_issued, wc.sequences_issued);
+  ASSERT_EQ(got.executions.size(), want.executions.size());
+  for (std::size_t i = 0; i < want.executions.size(); ++i) {
+    ExpectSameExecution(got.executions[i], want.executions[i]);
+  }
+}
+
+TEST_P(StateStoreContractTest, CreateThenLoadReturnsEveryField) {
+  const InstanceRecord r = FullRecord();
+  Create(r);
+  Result<InstanceRecord> loaded = store().LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  ExpectSameRecord(*loaded, r);
+  // Another process sees the same.
+  Result<InstanceRecord> seen = peer().LoadInstance(r.id);
+  ASSERT_THAT(seen, IsOk());
+  ExpectSameRecord(*seen, r);
+}
+
+TEST_P(StateStoreContractTest, DefaultsRoundTrip) {
+  InstanceRecord r;
+  r.id = InstanceId("bare");
+  r.flow_name = "f";
+  Create(r);
+  Result<InstanceRecord> loaded = store().LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  ExpectSameRecord(*loaded, r);
+  EXPECT_TRUE(loaded->input.is_null());
+  EXPECT_FALSE(loaded->ended_at.has_value());
+  EXPECT_FALSE(loaded->error.has_value());
+}
+
+TEST_P(StateStoreContractTest, AwkwardTextRoundTrips) {
+  // Quotes, backslashes, braces, commas, "NULL", empty strings, newlines and non-ASCII text, in
+  // every kind of column, through a create and through a write.
+  const std::string nasty = "a\"b\\c{d},NULL'e\n\t\u00e9 ✓ \\\"";
+  InstanceRecord r = MakeRecord("odd\"id{1}", "flow,\"x\"", At(1), nasty, Json{{nasty, nasty}});
+  r.flow_version = "NULL";
+  r.flow_hash = "";
+  r.error_code = "{}";
+  r.error_message = nasty;
+  r.owner = "own\\er";
+  r.error = TaskFailure{nasty, "NULL"};
+  StateExecution e = MakeExecution(0, "NULL", Json::array({nasty, "\\", "\""}));
+  e.idempotency_key = nasty;
+  e.output = Json(nasty);
+  r.executions.push_back(e);
+  Create(r);
+  r.executions[0].error = TaskFailure{"", nasty};
+  r.executions.push_back(MakeExecution(1, nasty, Json::array({"{", "}", ","})));
+  r.context = Json{{"k", nasty}, {"empty", ""}};
+  r.error_message = "\\";
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, true}), IsOk());
+  Result<InstanceRecord> loaded = store().LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  ExpectSameRecord(*loaded, r);
+  Result<std::vector<InstanceSummary>> list = store().ListInstances({.flow_name = r.flow_name});
+  ASSERT_THAT(list, IsOk());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().business_key, nasty);
+}
+
+TEST_P(StateStoreContractTest, UnknownAndDuplicateInstances) {
+  EXPECT_THAT(store().LoadInstance(InstanceId("nope")), StatusIs(StatusCode::kNotFound));
+  InstanceRecord r = MakeRecord("i1");
+  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {}, true}), StatusIs(StatusCode::kNotFound));
+  Create(r);
+  InstanceRecord other = MakeRecord("i1", "order_cancel", At(3), "", Json{{"other", true}});
+  EXPECT_THAT(store().CreateInstance(other), StatusIs(StatusCode::kAlreadyExists));
+  EXPECT_EQ(Load("i1").flow_name, "order_fulfill");
+}
+
+// --- Business keys ---------------------------------------------------------------------------
+
+TEST_P(StateStoreContractTest, BusinessKeyRepeatReturnsTheExistingInstance) {
+  Create(MakeRecord("first", "order_fulfill", At(0), "order-1001"));
+  Result<InstanceId> repeat =
+      peer().CreateInstance(MakeRecord("second", "order_fulfill", At(1), "order-1001"));
+  ASSERT_THAT(repeat, IsOk());
+  EXPECT_EQ(*repeat, InstanceId("first"));
+  EXPECT_THAT(store().LoadInstance(InstanceId("second")), StatusIs(StatusCode::kNotFound));
+}
+
+TEST_P(StateStoreContractTest, BusinessKeyWithDifferentInputIsAConflict) {
+  Create(MakeRecord("first", "order_fulfill", At(0), "order-1001"));
+  EXPECT_THAT(
+      store().CreateInstance(
+          MakeRecord("second", "order_fulfill", At(1), "order-1001", Json{{"orderId", "1002"}})),
+      StatusIs(StatusCode::kConflict,
+               AllOf(HasSubstr("order-1001"), HasSubstr("order_fulfill"), HasSubstr("first"))));
+  EXPECT_THAT(store().LoadInstance(InstanceId("second")), StatusIs(StatusCode::kNotFound));
+}
+
+TEST_P(StateStoreContractTest, BusinessKeysAreScopedByFlowAndEmptyMeansNone) {
+  Create(MakeRecord("fulfil", "order_fulfill", At(0), "order-1001"));
+  Result<InstanceId> other =
+      store().CreateInstance(MakeRecord("cancel", "order_cancel", At(1), "order-1001"));
+  ASSERT_THAT(other, IsOk());
+  EXPECT_EQ(*other, InstanceId("cancel"));
+  Create(MakeRecord("x1"));
+  Create(MakeRecord("x2"));
+  Result<std::vector<InstanceSummary>> all = store().ListInstances({.limit = 100});
+  ASSERT_THAT(all, IsOk());
+  EXPECT_EQ(all->size(), 4u);
+}
+
+TEST_P(StateStoreContractTest, BusinessKeyRepeatsFromManyThreadsCreateOneInstance) {
+  constexpr int kThreads = 8;
+  StateStore& second = peer();  // half the starts arrive at another process
+  std::vector<std::string> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      StateStore& s = t % 2 ? second : store();
+      Result<InstanceId> id = s.CreateInstance(
+          MakeRecord("start-" + std::to_string(t), "order_fulfill", At(t), "order-7"));
+      got[static_cast<std::size_t>(t)] = id.ok() ? id->str() : id.status().ToString();
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()).size(), 1u)
+      << ::testing::PrintToString(got);
+  EXPECT_THAT(store().LoadInstance(InstanceId(got[0])), IsOk());
+  Result<std::vector<InstanceSummary>> all = store().ListInstances({.limit = 100});
+  ASSERT_THAT(all, IsOk());
+  EXPECT_EQ(all->size(), 1u);
+}
+
+TEST_P(StateStoreContractTest, ManyBusinessKeysFromTwoProcessesInOppositeOrders) {
+  // Two processes start the same 40 orders, one from the first, the other from the last,
+  // each with asynchronous creates (so that their batches overlap): every start succeeds, with
+  // one instance per key.
+  constexpr int kKeys = 40;
+  StateStore& second = peer();
+  std::vector<InstanceRecord> records[2];
+  std::vector<std::string> got[2];
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < 2; ++p) {
+    records[p].reserve(kKeys);
+    got[p].resize(kKeys);
+    for (int k = 0; k < kKeys; ++k) {
+      const int key = p == 0 ? k : kKeys - 1 - k;
+      records[p].push_back(MakeRecord("p" + std::to_string(p) + "-" + std::to_string(key),
+                                      "order_fulfill", At(key), "order-" + std::to_string(key),
+                                      Json{{"order", key}}));
+    }
+    threads.emplace_back([&, p] {
+      StateStore& s = p == 0 ? store() : second;
+      Latch done(kKeys);
+      for (int k = 0; k < kKeys; ++k) {
+        s.CreateInstanceAsync(records[p][static_cast<std::size_t>(k)],
+                              [&, p, k](Result<InstanceId> id) {
+                                if (id.ok()) {
+                                  got[p][static_cast<std::size_t>(k)] = id->str();
+                                } else {
+                                  ++failures;
+                                  ADD_FAILURE() << id.status().ToString();
+                                }
+                                done.CountDown();
+                              });
+      }
+      done.Wait();
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (int k = 0; k < kKeys; ++k) {
+    // Both processes got the same instance for the key.
+    EXPECT_EQ(got[0][static_cast<std::size_t>(k)], got[1][static_cast<std::size_t>(kKeys - 1 - k)]);
+  }
+  Result<std::vector<InstanceSummary>> all = store().ListInstances({.limit = 1000});
+  ASSERT_THAT(all, IsOk());
+  EXPECT_EQ(all->size(), static_cast<std::size_t>(kKeys));
+}
+
+// --- Writes ----------------------------------------------------------------------------------
+
+TEST_P(StateStoreContractTest, WriteAppliesHeaderListedExecutionsAndFlaggedContext) {
+  InstanceRecord r = MakeRecord("i1");
+  Create(r);
+
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
+  r.cursor.active_execution = 1;
+  r.updated_at = At(10);
+  r.lease_until = At(2000);
+  r.context = Json{{"orderId", "1001"}, {"aResult", true}};
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, false}), IsOk());
+
+  InstanceRecord loaded = Load("i1");
+  ASSERT_EQ(loaded.executions.size(), 2u);
+  EXPECT_EQ(loaded.executions[1].state, StateName("B"));
+  EXPECT_EQ(loaded.executions[1].input, Json::array({"b"}));
+  EXPECT_EQ(loaded.cursor.active_execution, 1);
+  EXPECT_EQ(loaded.updated_at, At(10));
+  EXPECT_EQ(loaded.lease_until, At(2000));
+  EXPECT_EQ(loaded.context, (Json{{"orderId", "1001"}}));  // not flagged: not written
+
+  // The end of the run: header, one execution's progress and the context.
+  r.executions[0].status = RunStatus::kSucceeded;  // changed but not listed
+  r.executions[1].status = RunStatus::kFailed;
+  r.executions[1].output = Json(false);
+  r.executions[1].ended_at = At(11);
+  r.status = RunStatus::kUnknown;
+  r.compensation_status = RunStatus::kSucceeded;
+  r.error = TaskFailure{"DemoException", "boom"};
+  r.error_code = "500";
+  r.error_message = "fulfilment failed";
+  r.ended_at = At(12);
+  r.cursor.phase = Phase::kFinished;
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {1}, true}), IsOk());
+
+  loaded = Load("i1");
+  EXPECT_EQ(loaded.status, RunStatus::kUnknown);
+  EXPECT_THAT(loaded.compensation_status, Optional(RunStatus::kSucceeded));
+  EXPECT_THAT(loaded.error, Optional(TaskFailure{"DemoException", "boom"}));
+  EXPECT_EQ(loaded.error_code, "500");
+  EXPECT_EQ(loaded.error_message, "fulfilment failed");
+  EXPECT_THAT(loaded.ended_at, Optional(At(12)));
+  EXPECT_TRUE(loaded.finished());
+  EXPECT_EQ(loaded.context, (Json{{"orderId", "1001"}, {"aResult", true}}));
+  EXPECT_EQ(loaded.executions[0].status, RunStatus::kRunning);
+  EXPECT_EQ(loaded.executions[1].status, RunStatus::kFailed);
+  EXPECT_EQ(loaded.executions[1].output, Json(false));
+  EXPECT_THAT(loaded.executions[1].ended_at, Optional(At(11)));
+}
+
+TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCompensationStatus) {
+  const InstanceRecord r = MakeRecord("i1");
+  Create(r);
+  InstanceRecord w = r;
+  // Not stored without `header`:
+  w.status = RunStatus::kFailed;
+  w.error = TaskFailure{"E", "boom"};
+  w.error_code = "E1";
+  w.error_message = "failed";
+  w.started_at = At(50);
+  w.ended_at = At(60);
+  w.lease_until = At(5000);
+  // Stored by every write:
+  w.compensation_status = RunStatus::kSucceeded;
+  w.updated_at = At(70);
+  w.cursor.current = 5;
+  w.cursor.phase = Phase::kFinished;
+  w.context = Json{{"changed", true}};
+  w.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&w, {0}, true, /*header=*/false}), IsOk());
+
+  InstanceRecord loaded = Load("i1");
+  EXPECT_EQ(loaded.status, RunStatus::kRunning);
+  EXPECT_FALSE(loaded.error.has_value());
+  EXPECT_EQ(loaded.error_code, "");
+  EXPECT_EQ(loaded.error_message, "");
+  EXPECT_EQ(loaded.started_at, At(0));
+  EXPECT_FALSE(loaded.ended_at.has_value());
+  EXPECT_EQ(loaded.lease_until, At(1000));
+  EXPECT_THAT(loaded.compensation_status, Optional(RunStatus::kSucceeded));
+  EXPECT_EQ(loaded.updated_at, At(70));
+  EXPECT_EQ(loaded.cursor.current, 5);
+  EXPECT_TRUE(loaded.finished());
+  EXPECT_EQ(loaded.context, (Json{{"changed", true}}));
+  ASSERT_EQ(loaded.executions.size(), 1u);
+  // The cursor says finished: nothing is left to recover or claim.
+  Result<engine::UnfinishedSummary> unfinished = store().Unfinished("me", At(2000));
+  ASSERT_THAT(unfinished, IsOk());
+  EXPECT_EQ(unfinished->unfinished, 0u);
+  EXPECT_THAT(*store().ClaimExpired("me", At(2000), At(3000), 10), IsEmpty());
+
+  // The lease is checked all the same.
+  w.owner = "node-z";
+  EXPECT_THAT(store().WriteInstance(InstanceWrite{&w, {}, false, /*header=*/false}),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("lease lost")));
+}
+
+TEST_P(StateStoreContractTest, LaterWritesChangeOnlyAnExecutionsProgress) {
+  InstanceRecord r = MakeRecord("i1");
+  Create(r);
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"first input"})));
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+
+  StateExecution& e = r.executions[0];
+  e.attempts = 3;
+  e.retry_counts = {2};
+  e.retry_at = At(30);
+  e.error = TaskFailure{"ConnectError", "refused"};
+  e.superseded = true;
+  e.compensation_status = RunStatus::kUnknown;
+  e.output = Json{{"partial", 1}};
+  e.ended_at = At(31);
+  // Identity and input are fixed once written.
+  e.input = Json::array({"rewritten"});
+  e.idempotency_key = "another key";
+  e.state = StateName("Renamed");
+  e.state_index = 99;
+  e.kind = ExecutionKind::kCompensation;
+  e.compensates = 5;
+  e.retried_for = 6;
+  e.epoch = 7;
+  e.for_update = false;
+  e.started_at = At(40);
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+
+  const StateExecution stored = Load("i1").executions.at(0);
+  EXPECT_EQ(stored.attempts, 3);
+  EXPECT_THAT(stored.retry_counts, ElementsAre(2));
+  EXPECT_THAT(stored.retry_at, Optional(At(30)));
+  EXPECT_THAT(stored.error, Optional(TaskFailure{"ConnectError", "refused"}));
+  EXPECT_TRUE(stored.superseded);
+  EXPECT_THAT(stored.compensation_status, Optional(RunStatus::kUnknown));
+  EXPECT_EQ(stored.output, (Json{{"partial", 1}}));
+  EXPECT_THAT(stored.ended_at, Optional(At(31)));
+  EXPECT_EQ(stored.state, StateName("A"));
+  EXPECT_EQ(stored.state_index, 1);
+  EXPECT_EQ(stored.kind, ExecutionKind::kForward);
+  EXPECT_EQ(stored.compensates, -1);
+  EXPECT_EQ(stored.retried_for, -1);
+  EXPECT_EQ(stored.epoch, 0);
+  EXPECT_TRUE(stored.for_update);
+  EXPECT_EQ(stored.started_at, At(0));
+  EXPECT_EQ(stored.input, Json::array({"first input"}));
+  EXPECT_EQ(stored.idempotency_key, "key:A");
+
+  // Progress goes back to "not set" too.
+  e.retry_at.reset();
+  e.error.reset();
+  e.compensation_status.reset();
+  e.ended_at.reset();
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+  const StateExecution cleared = Load("i1").executions.at(0);
+  EXPECT_FALSE(cleared.retry_at.has_value());
+  EXPECT_FALSE(cleared.error.has_value());
+  EXPECT_FALSE(cleared.compensation_status.has_value());
+  EXPECT_FALSE(cleared.ended_at.has_value());
+}
+
+TEST_P(StateStoreContractTest, WriteNeverChangesTheInstancesIdentityOrInput) {
+  InstanceRecord r = MakeRecord("i1", "order_fulfill", At(0), "bk-1");
+  Create(r);
+  r.flow_name = "other_flow";
+  r.flow_version = "9";
+  r.flow_hash = "ffff";
+  r.business_key = "bk-2";
+  r.input = Json{{"changed", true}};
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
+  InstanceRecord loaded = Load("i1");
+  EXPECT_EQ(loaded.flow_name, "order_fulfill");
+  EXPECT_EQ(loaded.flow_version, "1.0.0");
+  EXPECT_EQ(loaded.flow_hash, "00000000deadbeef");
+  EXPECT_EQ(loaded.business_key, "bk-1");
+  EXPECT_EQ(loaded.input, (Json{{"orderId", "1001"}}));
+}
+
+TEST_P(StateStoreContractTest, FirstWriteListingAnExecutionFixesItsIdentity) {
+  InstanceRecord r = MakeRecord("i1");
+  Create(r);
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {1}, false}), IsOk());
+  r.executions[1].input = Json::array({"changed"});
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, false}), IsOk());
+
+  InstanceRecord loaded = Load("i1");
+  ASSERT_EQ(loaded.executions.size(), 2u);
+  EXPECT_EQ(loaded.executions[0].state, StateName("A"));
+  EXPECT_EQ(loaded.executions[0].input, Json::array({"a"}));
+  EXPECT_EQ(loaded.executions[0].idempotency_key, "key:A");
+  EXPECT_EQ(loaded.executions[1].state, StateName("B"));
+  EXPECT_EQ(loaded.executions[1].input, Json::array({"b"}));
+}
+
+TEST_P(StateStoreContractTest, WriteFromAnotherOwnerIsRefusedAndWritesNothing) {
+  InstanceRecord r = MakeRecord("i1");
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  Create(r);
+  // node-b took the instance over.
+  Result<InstanceRecord> taken = peer().ClaimInstance(r.id, "node-b", At(2000), At(3000));
+  ASSERT_THAT(taken, IsOk());
+
+  // node-a, unaware, writes a step.
+  r.status = RunStatus::kFailed;
+  r.updated_at = At(50);
+  r.lease_until = At(5000);
+  r.cursor.current = 9;
+  r.context = Json{{"stale", true}};
+  r.executions[0].status = RunStatus::kSucceeded;
+  r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
+  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, true}),
+              StatusIs(StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("lease lost"), HasSubstr("node-b"))));
+  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, false}),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("lease lost")));
+
+  InstanceRecord loaded = Load("i1");
+  EXPECT_EQ(loaded.owner, "node-b");
+  EXPECT_EQ(loaded.lease_until, At(3000));
+  EXPECT_EQ(loaded.status, RunStatus::kRunning);
+  EXPECT_EQ(loaded.updated_at, At(0));
+  EXPECT_EQ(loaded.cursor.current, statelang::kNoState);
+  EXPECT_EQ(loaded.context, (Json{{"orderId", "1001"}}));
+  ASSERT_EQ(loaded.executions.size(), 1u);
+  EXPECT_EQ(loaded.executions[0].status, RunStatus::kRunning);
+
+  // The new owner writes.
+  InstanceRecord mine = *taken;
+  mine.status = RunStatus::kSucceeded;
+  mine.lease_until = At(4000);
+  ASSERT_THAT(peer().WriteInstance(InstanceWrite{&mine, {}, false}), IsOk());
+  EXPECT_EQ(Load("i1").status, RunStatus::kSucceeded);
+  EXPECT_EQ(Load("i1").lease_until, At(4000));
+}
+
+// --- Leases ----------------------------------------------------------------------------------
+
+TEST_P(StateStoreContractTest, ClaimExpiredTakesOnlyExpiredUnfinishedOldestFirst) {
+  auto add = [&](const std::string& id, const std::string& owner, int lease, bool finished) {
+    InstanceRecord r = MakeRecord(id);
+    r.owner = owner;
+    r.lease_until = At(lease);
+    Create(r);
+    if (finished) Finish(r);
+  };
+  add("expired-late", "dead", 90, false);
+  add("expired-early", "dead", 10, false);
+  add("expired-exact", "dead", 100, false);  // lease_until == now: expired
+  add("expired-mid", "other-dead", 50, false);
+  add("live", "alive", 101, false);
+  add("finished", "dead", 5, true);
+
+  Result<std::vector<InstanceId>> first = store().ClaimExpired("me", At(100), At(200), 2);
+  ASSERT_THAT(first, IsOk());
+  EXPECT_THAT(Strs(*first), ElementsAre("expired-early", "expired-mid"));
+  Result<std::vector<InstanceId>> rest = store().ClaimExpired("me", At(100), At(200), 10);
+  ASSERT_THAT(rest, IsOk());
+  EXPECT_THAT(Strs(*rest), ElementsAre("expired-late", "expired-exact"));
+  Result<std::vector<InstanceId>> none = store().ClaimExpired("me", At(100), At(200), 10);
+  ASSERT_THAT(none, IsOk());
+  EXPECT_THAT(*none, IsEmpty());
+  EXPECT_THAT(*store().ClaimExpired("me", At(100), At(200), 0), IsEmpty());
+
+  for (const char* id : {"expired-early", "expired-mid", "expired-late", "expired-exact"}) {
+    InstanceRecord r = Load(id);
+    EXPECT_EQ(r.owner, "me") << id;
+    EXPECT_EQ(r.lease_until, At(200)) << id;
+  }
+  EXPECT_EQ(Load("live").owner, "alive");
+  EXPECT_EQ(Load("finished").owner, "dead");
+}
+
+TEST_P(StateStoreContractTest, ConcurrentClaimersGetDisjointSets) {
+  constexpr int kInstances = 60;
+  for (int i = 0; i < kInstances; ++i) {
+    InstanceRecord r = MakeRecord("i" + std::to_string(i));
+    r.owner = "dead";
+    r.lease_until = At(i);
+    Create(r);
+  }
+  StateStore& other = peer();
+  std::vector<std::string> claimed[2];
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      StateStore& s = t == 0 ? store() : other;
+      const std::string owner = "claimer-" + std::to_string(t);
+      while (true) {
+        Result<std::vector<InstanceId>> got = s.ClaimExpired(owner, At(1000), At(5000), 7);
+        if (!got.ok()) {
+          ++errors;
+          break;
+        }
+        if (got->empty()) break;
+        for (const InstanceId& id : *got) claimed[t].push_back(id.str());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::set<std::string> all;
+  for (const auto& list : claimed) {
+    for (const std::string& id : list) {
+      EXPECT_TRUE(all.insert(id).second) << id << " was claimed twice";
+    }
+  }
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kInstances));
+  for (int t = 0; t < 2; ++t) {
+    for (const std::string& id : claimed[t]) {
+      EXPECT_EQ(Load(id).owner, "claimer-" + std::to_string(t)) << id;
+    }
+  }
+}
+
+TEST_P(StateStoreContractTest, ClaimInstance) {
+  EXPECT_THAT(store().ClaimInstance(InstanceId("nope"), "me", At(0), At(10)),
+              StatusIs(StatusCode::kNotFound));
+
+  InstanceRecord r = MakeRecord("i1");
+  r.owner = "other";
+  r.lease_until = At(100);
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  Create(r);
+
+  // Another owner's live lease.
+  EXPECT_THAT(store().ClaimInstance(r.id, "me", At(99), At(200)),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("other")));
+  EXPECT_EQ(Load("i1").owner, "other");
+
+  // Expired (lease_until <= now): taken, and the record comes back as stored after the claim.
+  Result<InstanceRecord> claimed = store().ClaimInstance(r.id, "me", At(100), At(200));
+  ASSERT_THAT(claimed, IsOk());
+  EXPECT_EQ(claimed->owner, "me");
+  EXPECT_EQ(claimed->lease_until, At(200));
+  EXPECT_EQ(claimed->input, (Json{{"orderId", "1001"}}));
+  ASSERT_EQ(claimed->executions.size(), 1u);
+  EXPECT_EQ(claimed->executions[0].state, StateName("A"));
+  EXPECT_EQ(Load("i1").owner, "me");
+
+  // Taking a lease one holds renews it, even while live.
+  claimed = peer().ClaimInstance(r.id, "me", At(150), At(300));
+  ASSERT_THAT(claimed, IsOk());
+  EXPECT_EQ(Load("i1").lease_until, At(300));
+  // Now "other" is refused.
+  EXPECT_THAT(store().ClaimInstance(r.id, "other", At(299), At(400)),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("me")));
+  // Released (lease_until = now), anyone may take it.
+  ASSERT_THAT(store().ClaimInstance(r.id, "me", At(300), At(300)), IsOk());
+  ASSERT_THAT(store().ClaimInstance(r.id, "other", At(300), At(500)), IsOk());
+  EXPECT_EQ(Load("i1").owner, "other");
+}
+
+TEST_P(StateStoreContractTest, RenewLeasesExtendsOnlyLiveUnfinishedLeasesOfTheOwner) {
+  auto add = [&](const std::string& id, const std::string& owner, int lease, bool finished) {
+    InstanceRecord r = MakeRecord(id);
+    r.owner = owner;
+    r.lease_until = At(lease);
+    Create(r);
+    if (finished) Finish(r);
+  };
+  add("mine-1", "me", 100, false);
+  add("mine-2", "me", 150, false);
+  add("mine-expired", "me", 50, false);
+  add("mine-released", "me", 60, false);  // lease_until == now: not live
+  add("mine-finished", "me", 100, true);
+  add("theirs", "them", 100, false);
+
+  Result<std::size_t> renewed = store().RenewLeases("me", At(60), At(500));
+  ASSERT_THAT(renewed, IsOk());
+  EXPECT_EQ(*renewed, 2u);
+  EXPECT_EQ(Load("mine-1").lease_until, At(500));
+  EXPECT_EQ(Load("mine-2").lease_until, At(500));
+  EXPECT_EQ(Load("mine-expired").lease_until, At(50));
+  EXPECT_EQ(Load("mine-released").lease_until, At(60));
+  EXPECT_EQ(Load("mine-finished").lease_until, At(100));
+  EXPECT_EQ(Load("theirs").lease_until, At(100));
+  EXPECT_THAT(store().RenewLeases("nobody", At(60), At(500)), IsOk());
+  EXPECT_EQ(*store().RenewLeases("nobody", At(60), At(500)), 0u);
+}
+
+TEST_P(StateStoreContractTest, UnfinishedCountsAndLeasesElsewhere) {
+  Result<engine::UnfinishedSummary> empty = store().Unfinished("me", At(0));
+  ASSERT_THAT(empty, IsOk());
+  EXPECT_EQ(empty->unfinished, 0u);
+  EXPECT_EQ(empty->leased_elsewhere, 0u);
+  EXPECT_FALSE(empty->next_expiry.has_value());
+
+  auto add = [&](const std::string& id, const std::string& owner, int lease, bool finished) {
+    InstanceRecord r = MakeRecord(id);
+    r.owner = owner;
+    r.lease_until = At(lease);
+    Create(r);
+    if (finished) Finish(r);
+  };
+  add("mine", "me", 500, false);
+  add("theirs-late", "them", 400, false);
+  add("theirs-soon", "them", 300, false);
+  add("theirs-expired", "them", 100, false);
+  add("theirs-finished", "them", 250, true);
+
+  Result<engine::UnfinishedSummary> summary = store().Unfinished("me", At(200));
+  ASSERT_THAT(summary, IsOk());
+  EXPECT_EQ(summary->unfinished, 4u);
+  EXPECT_EQ(summary->leased_elsewhere, 2u);
+  EXPECT_THAT(summary->next_expiry, Optional(At(300)));
+}
+
+// --- Lists -----------------------------------------------------------------------------------
+
+class StateStoreListTest : public StateStoreContractTest {
+ protected:
+  void SetUp() override {
+    StateStoreContractTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    Add("a-old", "order_fulfill", 1, RunStatus::kSucceeded);
+    Add("b-mid", "order_cancel", 2, RunStatus::kFailed);
+    Add("c-new", "order_fulfill", 3, RunStatus::kFailed);
+    Add("d-newest", "order_fulfill", 4, RunStatus::kRunning);
+  }
+  void Add(const std::string& id, const std::string& flow, int started, RunStatus status) {
+    InstanceRecord r = MakeRecord(id, flow, At(started), "key-" + id);
+    r.owner = "owner-" + id;
+    r.lease_until = At(100 + started);
+    ASSERT_THAT(store().CreateInstance(r), IsOk());
+    r.status = status;
+    if (status != RunStatus::kRunning) {
+      r.ended_at = At(started + 10);
+      r.compensation_status = RunStatus::kSucceeded;
+      r.cursor.phase = Phase::kFinished;
+    }
+    ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
+  }
+  std::vector<std::string> List(InstanceFilter filter) {
+    Result<std::vector<InstanceSummary>> list = store().ListInstances(filter);
+    EXPECT_THAT(list, IsOk());
+    return list.ok() ? Ids(*list) : std::vector<std::string>{};
+  }
+};
+
+TEST_P(StateStoreListTest, NewestFirst) {
+  EXPECT_THAT(List({}), ElementsAre("d-newest", "c-new", "b-mid", "a-old"));
+}
+
+TEST_P(StateStoreListTest, FiltersByStatusAndFlow) {
+  EXPECT_THAT(List({.status = RunStatus::kFailed}), ElementsAre("c-new", "b-mid"));
+  EXPECT_THAT(List({.flow_name = "order_fulfill"}), ElementsAre("d-newest", "c-new", "a-old"));
+  EXPECT_THAT(List({.status = RunStatus::kFailed, .flow_name = "order_fulfill"}),
+              ElementsAre("c-new"));
+  EXPECT_THAT(List({.status = RunStatus::kUnknown}), IsEmpty());
+  EXPECT_THAT(List({.flow_name = "no_such_flow"}), IsEmpty());
+}
+
+TEST_P(StateStoreListTest, LimitKeepsTheNewest) {
+  EXPECT_THAT(List({.limit = 2}), ElementsAre("d-newest", "c-new"));
+  EXPECT_THAT(List({.flow_name = "order_fulfill", .limit = 1}), ElementsAre("d-newest"));
+  EXPECT_THAT(List({.limit = 0}), IsEmpty());
+}
+
+TEST_P(StateStoreListTest, SummariesCarryTheHeader) {
+  Result<std::vector<InstanceSummary>> list =
+      store().ListInstances({.status = RunStatus::kFailed, .flow_name = "order_cancel"});
+  ASSERT_THAT(list, IsOk());
+  ASSERT_EQ(list->size(), 1u);
+  const InstanceSummary& s = list->front();
+  EXPECT_EQ(s.id, InstanceId("b-mid"));
+  EXPECT_EQ(s.flow_name, "order_cancel");
+  EXPECT_EQ(s.flow_version, "1.0.0");
+  EXPECT_EQ(s.business_key, "key-b-mid");
+  EXPECT_EQ(s.status, RunStatus::kFailed);
+  EXPECT_THAT(s.compensation_status, Optional(RunStatus::kSucceeded));
+  EXPECT_EQ(s.started_at, At(2));
+  EXPECT_THAT(s.ended_at, Optional(At(12)));
+  EXPECT_EQ(s.owner, "owner-b-mid");
+  EXPECT_EQ(s.lease_until, At(102));
+
+  list = store().ListInstances({.status = RunStatus::kRunning});
+  ASSERT_THAT(list, IsOk());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_FALSE(list->front().ended_at.has_value());
+  EXPECT_FALSE(list->front().compensation_status.has_value());
+}
+
+// --- Asynchronous writes and group commit ----------------------------------------------------
+
+TEST_P(StateStoreContractTest, AsyncWritesFromManyThreadsCompleteOnceEach) {
+  constexpr int kThreads = 8;
+  constexpr int kInstancesPerThread = 6;
+  constexpr int kSteps = 5;
+  constexpr int kWrites = kThreads * kInstancesPerThread * kSteps;
+  // calls[instance][step]: how often that write's callback ran; step 0 is the create.
+  std::vector<std::atomic<int>> calls(kThreads * kInstancesPerThread * (kSteps + 1));
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<InstanceRecord> records;
+      for (int i = 0; i < kInstancesPerThread; ++i) {
+        records.push_back(MakeRecord("t" + std::to_string(t) + "-i" + std::to_string(i),
+                                     "order_fulfill", At(t * 100 + i)));
+      }
+      auto slot = [&](int i, int step) {
+        return static_cast<std::size_t>(((t * kInstancesPerThread) + i) * (kSteps + 1) + step);
+      };
+      {
+        Latch created(kInstancesPerThread);
+        for (int i = 0; i < kInstancesPerThread; ++i) {
+          store().CreateInstanceAsync(records[static_cast<std::size_t>(i)],
+                                      [&, i](Result<InstanceId> id) {
+                                        if (!id.ok()) ++failures;
+                                        ++calls[slot(i, 0)];
+                                        created.CountDown();
+                                      });
+        }
+        created.Wait();
+      }
+      for (int step = 0; step < kSteps; ++step) {
+        // Every instance of this thread writes its step at once; the record stays unchanged
+        // until its callback.
+        Latch written(kInstancesPerThread);
+        for (int i = 0; i < kInstancesPerThread; ++i) {
+          InstanceRecord& r = records[static_cast<std::size_t>(i)];
+          r.executions.push_back(
+              MakeExecution(step, "S" + std::to_string(step), Json::array({t, i, step})));
+          r.executions.back().status = RunStatus::kSucceeded;
+          r.cursor.current = step;
+          r.updated_at = At(1000 + step);
+          const bool last = step == kSteps - 1;
+          if (last) {
+            r.status = RunStatus::kSucceeded;
+            r.cursor.phase = Phase::kFinished;
+            r.context = Json{{"thread", t}, {"instance", i}};
+          }
+          store().WriteInstanceAsync(InstanceWrite{&r, {step}, last}, [&, i, step](Status s) {
+            if (!s.ok()) ++failures;
+            ++calls[slot(i, step + 1)];
+            written.CountDown();
+          });
+        }
+        written.Wait();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+
+  EXPECT_EQ(failures.load(), 0);
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    EXPECT_EQ(calls[i].load(), 1) << "callback " << i;
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kInstancesPerThread; ++i) {
+      InstanceRecord r = Load("t" + std::to_string(t) + "-i" + std::to_string(i));
+      EXPECT_EQ(r.status, RunStatus::kSucceeded);
+      ASSERT_EQ(r.executions.size(), static_cast<std::size_t>(kSteps));
+      EXPECT_EQ(r.executions[kSteps - 1].input, Json::array({t, i, kSteps - 1}));
+      EXPECT_EQ(r.context.get().at("instance"), i);
+    }
+  }
+  if (auto* soci_store = dynamic_cast<SociStateStore*>(store_.get())) {
+    const GroupCommitStats stats = soci_store->stats();
+    const int items = kWrites + kThreads * kInstancesPerThread;
+    EXPECT_EQ(stats.items_written, static_cast<std::uint64_t>(items));
+    EXPECT_LT(stats.commits, static_cast<std::uint64_t>(items)) << "no group commit happened";
+    EXPECT_GT(stats.largest_batch, 1u);
+    std::cout << "[ stats    ] " << GetParam() << ": " << items << " creates+writes in "
+              << stats.commits << " commits, largest batch " << stats.largest_batch << "\n";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllStores, StateStoreContractTest,
+                         ::testing::Values("memory", "sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(AllStores, StateStoreListTest,
+                         ::testing::Values("memory", "sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace sagaflow::adapters

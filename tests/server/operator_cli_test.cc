@@ -1,0 +1,317 @@
+// End-to-end tests of the operator commands (run, instances, replay, compensate, skip,
+// recover, db migrate) on a SQLite store in the test's directory.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "cli_fixture.h"
+#include "sagaflow/adapters/soci/soci_state_store.h"
+#include "sagaflow/common/clock.h"
+#include "sagaflow/common/json.h"
+#include "sagaflow/engine/records.h"
+#include "sagaflow/statelang/loader.h"
+#include "sagaflow/testing/matchers.h"
+
+namespace sagaflow::cli {
+namespace {
+
+using ::sagaflow::testing::IsOk;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using std::chrono::seconds;
+
+// Every fulfilment step answers true, except pickGoods when told to answer false.
+std::string Mocks(bool pick_goods) {
+  return std::string(R"({"flow": "order_fulfill", "mocks": {
+    "fulfillSagaService.createFulfillOrder": {"return": true},
+    "wmsSageService.pickGoods": {"return": )") +
+         (pick_goods ? "true" : "false") + R"(},
+    "tmsSagaService.sendOut": {"return": true},
+    "fulfillSagaService.createFulfillOrderCompensate": {"return": true},
+    "wmsSageService.pickGoodsCompensate": {"return": true},
+    "tmsSagaService.sendOutCompensate": {"return": true}}})";
+}
+
+const char* const kInput = R"({"receiveFulfillRequest": {"orderId": "1001", "userId": "u-7"}})";
+
+class OperatorCliTest : public CliTest {
+ protected:
+  void SetUp() override {
+    CliTest::SetUp();
+    db_ = "sqlite:" + (dir_ / "sagaflow.db").string();
+    ok_ = Write("ok.json", Mocks(true));
+    pick_fails_ = Write("pick_fails.json", Mocks(false));
+  }
+
+  // Runs a command with `--db` added; parses stdout as JSON when `--json` is among the args.
+  CliRun Db(std::vector<std::string> args) {
+    args.push_back("--db");
+    args.push_back(db_);
+    return Sagaflow(args);
+  }
+
+  static Json Parse(const CliRun& r) {
+    Json out = Json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(out.is_discarded()) << "stdout: " << r.out << "\nstderr: " << r.err;
+    return out;
+  }
+
+  // Starts one fulfilment instance; returns its JSON.
+  Json RunFulfil(const std::string& mocks, const std::string& input = kInput,
+                 const std::string& business_key = "") {
+    std::vector<std::string> args = {"run", "--flow", kFulfillFlow, "--mocks", mocks,
+                                     "--input", input, "--json"};
+    if (!business_key.empty()) {
+      args.push_back("--business-key");
+      args.push_back(business_key);
+    }
+    CliRun r = Db(args);
+    EXPECT_EQ(r.exit_code, kExitOk) << r.err;
+    return Parse(r);
+  }
+
+  std::unique_ptr<adapters::SociStateStore> OpenDirectly() {
+    auto store = adapters::OpenSociStore(db_);
+    EXPECT_THAT(store, IsOk());
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  static std::vector<std::string> Trace(const Json& instance) {
+    std::vector<std::string> out;
+    for (const Json& e : instance["executions"]) {
+      out.push_back(e["state"].get<std::string>() + "/" + e["kind"].get<std::string>() + "/" +
+                    e["status"].get<std::string>());
+    }
+    return out;
+  }
+
+  std::string db_;
+  std::string ok_;
+  std::string pick_fails_;
+};
+
+TEST_F(OperatorCliTest, RunStoresTheInstanceAndListAndShowReadItBack) {
+  Json run = RunFulfil(ok_);
+  EXPECT_EQ(run["status"], "SU");
+  EXPECT_THAT(Trace(run), ElementsAre("FulfillService/forward/SU", "WmsService/forward/SU",
+                                      "TmsService/forward/SU"));
+
+  CliRun listed = Db({"instances", "list", "--json"});
+  ASSERT_EQ(listed.exit_code, kExitOk) << listed.err;
+  Json list = Parse(listed);
+  ASSERT_EQ(list.size(), 1u);
+  for (const char* key : {"id", "flow", "version", "businessKey", "status", "compensationStatus",
+                          "startedAt", "endedAt"}) {
+    EXPECT_TRUE(list[0].contains(key)) << key;
+  }
+  EXPECT_EQ(list[0]["id"], run["id"]);
+  EXPECT_EQ(list[0]["flow"], "order_fulfill");
+  EXPECT_EQ(list[0]["version"], "1.0.0");
+  EXPECT_EQ(list[0]["status"], "SU");
+  EXPECT_TRUE(list[0]["compensationStatus"].is_null());
+
+  CliRun shown = Db({"instances", "show", run["id"].get<std::string>(), "--json"});
+  ASSERT_EQ(shown.exit_code, kExitOk) << shown.err;
+  Json show = Parse(shown);
+  EXPECT_EQ(Trace(show), Trace(run));
+  for (const char* key : {"state", "kind", "status", "attempts", "startedAt", "endedAt", "error"}) {
+    EXPECT_TRUE(show["executions"][0].contains(key)) << key;
+  }
+  EXPECT_EQ(show["context"]["WmsPickGoodsResult"], true);
+
+  CliRun human = Db({"instances", "show", run["id"].get<std::string>()});
+  EXPECT_THAT(human.out, AllOf(HasSubstr("status        SU"), HasSubstr("TmsService")));
+}
+
+TEST_F(OperatorCliTest, ABusinessKeyMakesRunIdempotentAndRefusesADifferentInput) {
+  Json first = RunFulfil(ok_, kInput, "order-1001");
+  Json again = RunFulfil(ok_, kInput, "order-1001");
+  EXPECT_EQ(again["id"], first["id"]);
+  CliRun other = Db({"run", "--flow", kFulfillFlow, "--mocks", ok_, "--input",
+                     R"({"receiveFulfillRequest": {"orderId": "9"}})", "--business-key",
+                     "order-1001"});
+  EXPECT_EQ(other.exit_code, kExitRefused);
+  EXPECT_THAT(other.err, AllOf(HasSubstr("order-1001"), HasSubstr("different input")));
+  EXPECT_EQ(Parse(Db({"instances", "list", "--json"})).size(), 1u);
+}
+
+TEST_F(OperatorCliTest, BadArgumentsAreNamed) {
+  CliRun bad_input = Db({"run", "--flow", kFulfillFlow, "--mocks", ok_, "--input", "[1"});
+  EXPECT_EQ(bad_input.exit_code, kExitInvalid);
+  EXPECT_THAT(bad_input.err, HasSubstr("--input"));
+  CliRun not_object = Db({"run", "--flow", kFulfillFlow, "--mocks", ok_, "--input", "[1]"});
+  EXPECT_EQ(not_object.exit_code, kExitInvalid);
+  EXPECT_THAT(not_object.err, HasSubstr("must be a JSON object"));
+
+  CliRun bad_url = Sagaflow({"instances", "list", "--db", "mysql://x"});
+  EXPECT_EQ(bad_url.exit_code, kExitInvalid);
+  EXPECT_THAT(bad_url.err, AllOf(HasSubstr("sqlite:"), HasSubstr("postgresql://")));
+  CliRun no_dir = Sagaflow({"instances", "list", "--db", "sqlite:/nonexistent/dir/x.db"});
+  EXPECT_EQ(no_dir.exit_code, kExitInvalid);
+  EXPECT_THAT(no_dir.err, HasSubstr("/nonexistent/dir"));
+
+  CliRun bad_status = Db({"instances", "list", "--status", "DONE"});
+  EXPECT_EQ(bad_status.exit_code, kExitInvalid);
+  EXPECT_THAT(bad_status.err, HasSubstr("RU, SU, FA, UN or SK"));
+  CliRun unknown = Db({"instances", "show", "01M80000000000000000000000"});
+  EXPECT_EQ(unknown.exit_code, kExitInvalid);
+  EXPECT_THAT(unknown.err, HasSubstr("01M80000000000000000000000"));
+  CliRun no_id = Db({"compensate"});
+  EXPECT_EQ(no_id.exit_code, kExitInvalid);
+}
+
+TEST_F(OperatorCliTest, ReplayPlanChangesNothingThenReplayForwardsFromTheFailedState) {
+  Json failed = RunFulfil(pick_fails_);
+  ASSERT_NE(failed["status"], "SU");
+  const std::string id = failed["id"];
+
+  CliRun planned = Db({"replay", id, "--plan", "--json"});
+  ASSERT_EQ(planned.exit_code, kExitOk) << planned.err;
+  Json plan = Parse(planned);
+  ASSERT_EQ(plan["keep"].size(), 1u);
+  EXPECT_EQ(plan["keep"][0]["state"], "FulfillService");
+  ASSERT_EQ(plan["replace"].size(), 1u);
+  EXPECT_EQ(plan["replace"][0]["state"], "WmsService");
+  EXPECT_EQ(plan["rerun"]["state"], "WmsService");
+  EXPECT_EQ(plan["rerun"]["idempotencyKey"], id + ":WmsService:1");
+  EXPECT_EQ(plan["compensateOnFailure"], Json::array({"FulfillService"}));
+  CliRun human_plan = Db({"replay", id, "--plan"});
+  EXPECT_THAT(human_plan.out, AllOf(HasSubstr("nothing has been changed"),
+                                    HasSubstr("re-run    WmsService")));
+  // Nothing changed.
+  EXPECT_EQ(Trace(Parse(Db({"instances", "show", id, "--json"}))), Trace(failed));
+
+  CliRun replayed = Db({"replay", id, "--mocks", ok_, "--json"});
+  ASSERT_EQ(replayed.exit_code, kExitOk) << replayed.err;
+  Json after = Parse(replayed);
+  EXPECT_EQ(after["status"], "SU");
+  EXPECT_THAT(Trace(after),
+              ElementsAre("FulfillService/forward/SU", "WmsService/forward/FA",
+                          "WmsService/forward/SU", "TmsService/forward/SU"));
+  // Again: nothing to do, nothing changes.
+  CliRun again = Db({"replay", id, "--mocks", ok_, "--json"});
+  ASSERT_EQ(again.exit_code, kExitOk) << again.err;
+  EXPECT_EQ(Trace(Parse(again)), Trace(after));
+}
+
+TEST_F(OperatorCliTest, CompensateIsIdempotentAndSkipIsRefusedAfterIt) {
+  Json failed = RunFulfil(pick_fails_);
+  const std::string id = failed["id"];
+  CliRun compensated = Db({"compensate", id, "--mocks", ok_, "--json"});
+  ASSERT_EQ(compensated.exit_code, kExitOk) << compensated.err;
+  Json after = Parse(compensated);
+  EXPECT_EQ(after["compensationStatus"], "SU");
+  EXPECT_THAT(Trace(after), ElementsAre("FulfillService/forward/SU", "WmsService/forward/FA",
+                                        "CreateFulfillOrderCompensate/compensation/SU"));
+  CliRun again = Db({"compensate", id, "--mocks", ok_, "--json"});
+  ASSERT_EQ(again.exit_code, kExitOk) << again.err;
+  EXPECT_EQ(Trace(Parse(again)), Trace(after));
+  CliRun skip = Db({"skip", id, "--mocks", ok_});
+  EXPECT_EQ(skip.exit_code, kExitRefused);
+  EXPECT_THAT(skip.err, HasSubstr("compensated"));
+}
+
+TEST_F(OperatorCliTest, SkipGoesOnFromTheFailedStatesNext) {
+  Json failed = RunFulfil(pick_fails_);
+  // The Choice after WmsService reads its Output: the operator corrects it while skipping.
+  CliRun skipped = Db({"skip", failed["id"].get<std::string>(), "--mocks", ok_, "--input",
+                       R"({"WmsPickGoodsResult": true})", "--json"});
+  ASSERT_EQ(skipped.exit_code, kExitOk) << skipped.err;
+  Json after = Parse(skipped);
+  EXPECT_THAT(Trace(after),
+              ElementsAre("FulfillService/forward/SU", "WmsService/forward/FA",
+                          "WmsService/forward/SK", "TmsService/forward/SU"));
+  EXPECT_EQ(after["status"], "SU");
+}
+
+TEST_F(OperatorCliTest, ReplayAllFailedForwardsEveryFailedInstanceWithAProgressBar) {
+  for (int i = 0; i < 3; ++i) RunFulfil(pick_fails_);
+  RunFulfil(ok_);
+  CliRun r = Db({"replay", "--all-failed", "--flow", "order_fulfill", "--mocks", ok_});
+  ASSERT_EQ(r.exit_code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("replayed 3 instance(s); SU: 3"));
+  EXPECT_THAT(r.err, HasSubstr("] 3/3"));
+  Json list = Parse(Db({"instances", "list", "--json"}));
+  ASSERT_EQ(list.size(), 4u);
+  for (const Json& s : list) EXPECT_EQ(s["status"], "SU");
+}
+
+TEST_F(OperatorCliTest, OperationsAreRefusedWhileAnotherEngineHoldsTheLease) {
+  Json failed = RunFulfil(pick_fails_);
+  const InstanceId id(failed["id"].get<std::string>());
+  {
+    auto store = OpenDirectly();
+    ASSERT_NE(store, nullptr);
+    TimePoint now = SystemClock().Now();
+    ASSERT_THAT(store->ClaimInstance(id, "engine-on-host-b", now, now + seconds(60)), IsOk());
+  }
+  for (const char* op : {"replay", "compensate", "skip"}) {
+    CliRun r = Db({op, id.str(), "--mocks", ok_});
+    EXPECT_EQ(r.exit_code, kExitRefused) << op;
+    EXPECT_THAT(r.err, HasSubstr("engine-on-host-b")) << op;
+  }
+  EXPECT_EQ(Trace(Parse(Db({"instances", "show", id.str(), "--json"}))), Trace(failed));
+}
+
+TEST_F(OperatorCliTest, RecoverResumesInstancesWhoseLeaseExpiredAndWaitsForLiveOnes) {
+  RunFulfil(ok_);  // stores the definition
+  auto machine = statelang::LoadStateMachineFile(kFulfillFlow).machine;
+  ASSERT_NE(machine, nullptr);
+  const TimePoint now = SystemClock().Now();
+  auto orphan = [&](TimePoint lease_until) {
+    engine::InstanceRecord r;
+    r.id = NewInstanceId();
+    r.flow_name = machine->name();
+    r.flow_version = machine->version();
+    r.flow_hash = machine->content_hash();
+    r.input = Json::parse(kInput);
+    r.context = r.input;
+    r.started_at = r.updated_at = now;
+    r.owner = "dead-engine";
+    r.lease_until = lease_until;
+    r.cursor.current = machine->start();
+    return r;
+  };
+  engine::InstanceRecord expired = orphan(now - seconds(1));
+  engine::InstanceRecord live = orphan(now + std::chrono::milliseconds(1500));
+  {
+    auto store = OpenDirectly();
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->CreateInstance(expired), IsOk());
+    ASSERT_THAT(store->CreateInstance(live), IsOk());
+  }
+  CliRun impatient = Db({"recover", "--mocks", ok_, "--wait", "0", "--json"});
+  EXPECT_EQ(impatient.exit_code, kExitRefused) << impatient.err;
+  Json first = Parse(impatient);
+  EXPECT_EQ(first["resumed"], 1);
+  EXPECT_EQ(first["stillLeasedElsewhere"], 1);
+
+  CliRun patient = Db({"recover", "--mocks", ok_, "--json"});
+  ASSERT_EQ(patient.exit_code, kExitOk) << patient.err;
+  Json second = Parse(patient);
+  EXPECT_EQ(second["resumed"], 1);
+  EXPECT_EQ(second["outcomes"], (Json{{"SU", 1}}));
+  for (const auto& r : {expired, live}) {
+    Json shown = Parse(Db({"instances", "show", r.id.str(), "--json"}));
+    EXPECT_EQ(shown["status"], "SU") << r.id.str();
+    EXPECT_TRUE(shown["finished"].get<bool>());
+  }
+}
+
+TEST_F(OperatorCliTest, DbMigrateAppliesTheSchemaOnce) {
+  CliRun first = Db({"db", "migrate"});
+  ASSERT_EQ(first.exit_code, kExitOk) << first.err;
+  EXPECT_THAT(first.out, HasSubstr("applied migration(s) 1"));
+  CliRun second = Db({"db", "migrate"});
+  ASSERT_EQ(second.exit_code, kExitOk) << second.err;
+  EXPECT_THAT(second.out, HasSubstr("schema up to date"));
+}
+
+}  // namespace
+}  // namespace sagaflow::cli
