@@ -173,8 +173,8 @@ Result<std::shared_ptr<const Executor::Flow>> Executor::FlowFor(
   if (!missing.empty() && options_.require_registered_tasks) {
     std::string list;
     for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-    return FailedPrecondition("flow '" + machine->name() +
-                              "' calls tasks that are not registered: " + list);
+    return InvalidArgument("flow '" + machine->name() +
+                           "' calls tasks that are not registered: " + list);
   }
   SAGAFLOW_RETURN_IF_ERROR(store_.SaveDefinition(
       DefinitionRecord{machine->name(), machine->version(), machine->content_hash(),
@@ -295,7 +295,7 @@ Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
   std::unique_lock lock(waiter->mu);
   if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
     return DeadlineExceeded("instance " + id.str() + " did not finish within " +
-                            std::to_string(DurationToSeconds(timeout)) + " s");
+                            Json(DurationToSeconds(timeout)).dump() + " s");
   }
   return waiter->result;
 }
@@ -326,6 +326,50 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
     shard.instances.erase(id);
   };
   TimePoint now = clock_.Now();
+  auto decide = [&](InstanceRecord& record, const StateMachine& machine) -> Result<Step> {
+    switch (op) {
+      case Operation::kForward:
+        return interpreter_.Forward(record, machine, patch, now);
+      case Operation::kCompensate:
+        return interpreter_.Compensate(record, machine, patch, now);
+      case Operation::kSkip:
+        return interpreter_.Skip(record, machine, patch, now);
+    }
+    return Internal("unknown operation");
+  };
+  // First decide on what is stored, without taking the lease: a refusal or a repeat that has
+  // nothing to do leaves the instance untouched (its owner and times included).
+  {
+    auto stored = store_.LoadInstance(id);
+    if (!stored.ok()) {
+      unreserve();
+      return stored.status();
+    }
+    if (stored->owner != options_.owner && stored->lease_until > now) {
+      unreserve();
+      return FailedPrecondition("instance " + id.str() + " is leased by '" + stored->owner +
+                                "' until " + FormatTime(stored->lease_until) + "; " +
+                                std::string(OperationName(op)) + " waits until it is released");
+    }
+    auto flow = FlowForRecord(*stored);
+    if (!flow.ok()) {
+      unreserve();
+      return flow.status();
+    }
+    InstanceRecord copy = *stored;
+    Result<Step> first = decide(copy, *(*flow)->machine);
+    if (!first.ok()) {
+      unreserve();
+      return first.status();
+    }
+    if (first->decision.kind == Decision::Kind::kFinished && first->changed_executions.empty() &&
+        !first->context_changed && copy.finished() &&
+        copy.compensation_status == stored->compensation_status) {
+      unreserve();
+      return *stored;  // an idempotent repeat
+    }
+  }
+  // Then take the lease and decide again on the claimed record (it may have changed since).
   auto claimed = store_.ClaimInstance(id, options_.owner, now, now + options_.lease_ttl);
   if (!claimed.ok()) {
     unreserve();
@@ -333,28 +377,16 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
   }
   live->record = std::move(claimed).value();
   auto flow = FlowForRecord(live->record);
-  // Decide the first step here, so that a refusal is reported synchronously.
   Result<Step> first = flow.status();
   if (flow.ok()) {
     live->flow = *flow;
-    const StateMachine& machine = *live->flow->machine;
-    switch (op) {
-      case Operation::kForward:
-        first = interpreter_.Forward(live->record, machine, patch, now);
-        break;
-      case Operation::kCompensate:
-        first = interpreter_.Compensate(live->record, machine, patch, now);
-        break;
-      case Operation::kSkip:
-        first = interpreter_.Skip(live->record, machine, patch, now);
-        break;
-    }
+    first = decide(live->record, *live->flow->machine);
   }
   if (!first.ok() || (first->decision.kind == Decision::Kind::kFinished &&
                       first->changed_executions.empty() && !first->context_changed &&
                       live->record.finished())) {
-    // Refused, or nothing to do (an idempotent repeat; the header may still have changed, as
-    // for a trivial compensate): store the header, which gives the lease back.
+    // Refused, or only the header changed (a trivial compensate): store the header, which
+    // gives the lease back.
     unreserve();
     live->record.lease_until = now;
     live->record.updated_at = now;
@@ -370,7 +402,7 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
   if (!waiter->cv.wait_for(lock, timeout, [&] { return waiter->done; })) {
     return DeadlineExceeded("operation " + std::string(OperationName(op)) + " on instance " +
                             id.str() + " did not finish within " +
-                            std::to_string(DurationToSeconds(timeout)) + " s");
+                            Json(DurationToSeconds(timeout)).dump() + " s");
   }
   return waiter->result;
 }
@@ -439,7 +471,6 @@ Result<RecoverReport> Executor::RecoverExpired(std::size_t limit) {
     if (s.ok()) {
       report.resumed.push_back(id);
     } else {
-      spdlog::error("instance {}: cannot be resumed: {}", id.str(), s.ToString());
       report.failed.emplace_back(id, std::move(s));
     }
   }
@@ -726,8 +757,15 @@ void Executor::MaintenanceLoop(std::stop_token stop) {
       auto report = RecoverExpired();
       if (!report.ok()) {
         spdlog::warn("recovery pass failed: {}", report.status().ToString());
-      } else if (!report->resumed.empty()) {
-        spdlog::info("recovered {} instances whose engine stopped", report->resumed.size());
+      } else {
+        if (!report->resumed.empty()) {
+          spdlog::info("recovered {} instances whose engine stopped", report->resumed.size());
+        }
+        if (!report->failed.empty()) {
+          spdlog::warn("could not resume {} instance(s) whose engine stopped (first: {}: {})",
+                       report->failed.size(), report->failed.front().first.str(),
+                       report->failed.front().second.ToString());
+        }
       }
     }
   }

@@ -615,8 +615,11 @@ Result<Step> Interpreter::Resume(InstanceRecord& record, const StateMachine& mac
   Run run(errors_, record, machine, now);
   if (record.executions.empty() && record.cursor.phase == Phase::kForward &&
       record.cursor.active_execution < 0 && record.cursor.epoch == 0) {
-    // Created, never stepped: begin the run.
-    return Start(record, machine, now);
+    // Created, never stepped: begin the run (it started when it was created).
+    const TimePoint created = record.started_at;
+    Step step = Start(record, machine, now);
+    record.started_at = created;
+    return step;
   }
   SAGAFLOW_RETURN_IF_ERROR(run.Resume());
   return run.Take();

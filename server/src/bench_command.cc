@@ -83,7 +83,7 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   };
 
   SystemClock clock;
-  auto opened = OpenStore(args.store);
+  auto opened = OpenStore(args.store, StoreUse::kCreate, /*allow_memory=*/true);
   if (!opened.ok()) {
     std::cerr << "error: " << opened.status().message() << "\n";
     return ExitCodeFor(opened.status());
@@ -145,7 +145,7 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
               {"statuses", statuses}};
   if (auto* durable = dynamic_cast<adapters::SociStateStore*>(&store)) {
     adapters::GroupCommitStats stats = durable->stats();
-    out["durability"] = args.store.durability;
+    if (StoreUrl(args.store).rfind("sqlite:", 0) == 0) out["durability"] = args.store.durability;
     out["commits"] = stats.commits;
     out["writes_per_commit"] =
         stats.commits ? static_cast<double>(stats.items_written) / static_cast<double>(stats.commits)

@@ -66,7 +66,9 @@ int run(int argc, char** argv, TaskRegistry& registry) {
 
   BenchArgs bench_args;
   auto* bench = app.add_subcommand(
-      "bench", "Run many instances of a scenario's flow in memory and report the throughput");
+      "bench",
+      "Run many instances of a scenario's flow (in memory, or durably with --store) and report "
+      "the throughput");
   bench->add_option("--flow", bench_args.flows, "Flow definition file (repeatable)")->required();
   bench->add_option("--scenario", bench_args.scenario, "Scenario file (input and mocks)")
       ->required();

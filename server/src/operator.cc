@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -48,10 +49,27 @@ std::string StoreUrl(const StoreArgs& args) {
   return "sqlite:sagaflow.db";
 }
 
-Result<std::unique_ptr<engine::StateStore>> OpenStore(const StoreArgs& args) {
+Result<std::unique_ptr<engine::StateStore>> OpenStore(const StoreArgs& args, StoreUse use,
+                                                      bool allow_memory) {
   const std::string url = StoreUrl(args);
   SAGAFLOW_ASSIGN_OR_RETURN(adapters::SociStoreOptions options, SociOptions(args));
-  if (url == "memory") return std::unique_ptr<engine::StateStore>(new adapters::MemoryStateStore);
+  if (url == "memory") {
+    if (!allow_memory) {
+      return InvalidArgument(
+          "the memory store keeps nothing after the command ends; it is for bench only (use "
+          "sqlite:PATH or postgresql://...)");
+    }
+    return std::unique_ptr<engine::StateStore>(new adapters::MemoryStateStore);
+  }
+  if (use == StoreUse::kExisting && url.rfind("sqlite:", 0) == 0) {
+    std::string path = url.substr(7);
+    if (path.rfind("//", 0) == 0) path = path.substr(2);
+    std::error_code ec;
+    if (!path.empty() && !std::filesystem::exists(path, ec)) {
+      return InvalidArgument("no store at " + path +
+                             " (sagaflow run or sagaflow db migrate creates one)");
+    }
+  }
   SAGAFLOW_ASSIGN_OR_RETURN(std::unique_ptr<adapters::SociStateStore> store,
                             adapters::OpenSociStore(url, options));
   return std::unique_ptr<engine::StateStore>(std::move(store));
@@ -67,6 +85,11 @@ std::string StoreDisplayName(engine::StateStore& store) {
 Result<std::vector<int>> MigrateStore(const StoreArgs& args) {
   const std::string url = StoreUrl(args);
   if (url == "memory") return InvalidArgument("the memory store has no schema to migrate");
+  if (url.rfind("sqlite:", 0) != 0 && url.rfind("postgresql://", 0) != 0 &&
+      url.rfind("postgres://", 0) != 0) {
+    // Let the adapter name the accepted forms.
+    return adapters::MigrateDatabase(url, adapters::SociStoreOptions{});
+  }
   SAGAFLOW_ASSIGN_OR_RETURN(adapters::SociStoreOptions options, SociOptions(args));
   return adapters::MigrateDatabase(url, options);
 }
@@ -106,12 +129,12 @@ int ExitCodeFor(const Status& status) {
 }
 
 int OpenEngine(const StoreArgs& store_args, const TaskRegistry& base,
-               const std::string& mocks_file, OperatorEngine& out, int workers) {
+               const std::string& mocks_file, OperatorEngine& out, StoreUse use, int workers) {
   if (Status s = out.tasks.Load(base, mocks_file); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return ExitCodeFor(s);
   }
-  auto store = OpenStore(store_args);
+  auto store = OpenStore(store_args, use);
   if (!store.ok()) {
     std::cerr << "error: " << store.status().message() << "\n";
     return ExitCodeFor(store.status());

@@ -23,9 +23,18 @@ namespace sagaflow::cli {
 // The URL a command uses: the one given, else $SAGAFLOW_DB, else the embedded default.
 std::string StoreUrl(const StoreArgs& args);
 
-// Opens the store (`memory` for a store in this process; sqlite:PATH; postgresql://...),
-// applying pending schema migrations. Errors name the URL (without its password).
-Result<std::unique_ptr<engine::StateStore>> OpenStore(const StoreArgs& args);
+// How a command uses its store.
+enum class StoreUse {
+  kCreate,    // may create the database (run, bench, db migrate)
+  kExisting,  // reads or changes instances that must already be stored: a missing SQLite file
+              // is an error, not a new empty database
+};
+
+// Opens the store (sqlite:PATH; postgresql://...; `memory`, a store in this process, for bench
+// only), applying pending schema migrations. Errors name the URL (without its password).
+Result<std::unique_ptr<engine::StateStore>> OpenStore(const StoreArgs& args,
+                                                      StoreUse use = StoreUse::kExisting,
+                                                      bool allow_memory = false);
 
 // The store's URL for output (without a password).
 std::string StoreDisplayName(engine::StateStore& store);
@@ -59,7 +68,7 @@ struct OperatorEngine {
 // Opens the store, loads the tasks and starts an executor with `workers` threads (0: one per
 // core). Prints the error and returns the exit code when it fails (kExitOk otherwise).
 int OpenEngine(const StoreArgs& store, const TaskRegistry& base, const std::string& mocks_file,
-               OperatorEngine& out, int workers = 0);
+               OperatorEngine& out, StoreUse use = StoreUse::kExisting, int workers = 0);
 
 // The exit code for a failed Status: 2 for what the user got wrong (bad argument, unknown
 // instance), 3 for a refusal (the instance is leased elsewhere, the operation does not apply),

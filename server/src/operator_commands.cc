@@ -185,6 +185,16 @@ int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& p
       if (!s.compensation_status) ids.push_back(s.id);  // forward does not apply after one
     }
   }
+  if (ids.empty()) {
+    if (args.json) {
+      std::cout << Json{{"replayed", 0}, {"outcomes", Json::object()}, {"instances", Json::array()}}
+                       .dump(2)
+                << "\n";
+    } else {
+      std::cout << "no failed instance to replay\n";
+    }
+    return kExitOk;
+  }
   Progress progress(ids.size());
   progress.Step(0);
   std::atomic<std::size_t> next{0};
@@ -193,6 +203,7 @@ int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& p
   Json results = Json::array();
   std::map<std::string, std::size_t> outcomes;
   std::vector<std::string> errors;
+  bool all_refusals = true;
   auto worker = [&] {
     while (true) {
       std::size_t i = next.fetch_add(1);
@@ -205,7 +216,9 @@ int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& p
           ++outcomes[std::string(engine::RunStatusCode(r->status))];
           results.push_back(InstanceJson(*r, false));
         } else {
-          ++outcomes["refused or failed"];
+          const bool refused = ExitCodeFor(r.status()) == kExitRefused;
+          all_refusals = all_refusals && refused;
+          ++outcomes[refused ? "refused" : "failed"];
           errors.push_back(ids[i].str() + ": " + r.status().message());
           results.push_back({{"id", ids[i].str()}, {"error", r.status().message()}});
         }
@@ -221,12 +234,13 @@ int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& p
                      .dump(2)
               << "\n";
   } else {
-    std::cout << "replayed " << ids.size() << " instance(s)";
-    for (const auto& [k, n] : outcomes) std::cout << "; " << k << ": " << n;
+    std::cout << ids.size() << " failed instance(s) replayed; now";
+    for (const auto& [k, n] : outcomes) std::cout << " " << k << ": " << n << ";";
     std::cout << "\n";
     for (const std::string& e : errors) std::cout << "  " << e << "\n";
   }
-  return errors.empty() ? kExitOk : kExitFailure;
+  if (errors.empty()) return kExitOk;
+  return all_refusals ? kExitRefused : kExitFailure;
 }
 
 }  // namespace
@@ -234,15 +248,29 @@ int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& p
 int RunRun(const RunArgs& args, const TaskRegistry& base) {
   auto flows = LoadFlows(args.flows);
   if (!flows) return kExitInvalid;
-  auto machine = PickFlow(*flows, args.flow_name);
-  if (!machine) return kExitInvalid;
+  std::shared_ptr<const statelang::StateMachine> machine = flows->front();
+  if (!args.flow_name.empty()) {
+    machine = nullptr;
+    std::string names;
+    for (const auto& f : *flows) {
+      if (f->name() == args.flow_name) machine = f;
+      names += (names.empty() ? "" : ", ") + f->name();
+    }
+    if (!machine) {
+      std::cerr << "error: --name " << args.flow_name
+                << ": no flow of that name among the files given (" << names << ")\n";
+      return kExitInvalid;
+    }
+  }
   Result<Json> input = Json::object();
   if (!args.input.empty()) {
     input = ParseObjectArgument(args.input, "--input");
     if (!input.ok()) return Fail(input.status());
   }
   OperatorEngine eng;
-  if (int rc = OpenEngine(args.store, base, args.mocks, eng); rc != kExitOk) return rc;
+  if (int rc = OpenEngine(args.store, base, args.mocks, eng, StoreUse::kCreate); rc != kExitOk) {
+    return rc;
+  }
   if (args.input.empty() && eng.tasks.scenario_input().is_object()) {
     input = eng.tasks.scenario_input();
   }
@@ -311,6 +339,10 @@ int RunOperate(const OperateArgs& args, const TaskRegistry& base) {
   }
   if (!args.all_failed && args.id.empty()) {
     std::cerr << "error: an instance id is required (or --all-failed for replay)\n";
+    return kExitInvalid;
+  }
+  if (!args.flow.empty() && !args.all_failed) {
+    std::cerr << "error: --flow applies with --all-failed\n";
     return kExitInvalid;
   }
   if (args.plan && args.all_failed) {

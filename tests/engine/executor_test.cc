@@ -338,9 +338,9 @@ TEST_F(ExecutorTest, RefusesAFlowCallingAnUnregisteredTask) {
   auto m = MustLoad(kCallsMissingTask);
   auto executor = Manual();
   EXPECT_THAT(executor->AddFlow(m),
-              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("svc.missing")));
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("svc.missing")));
   EXPECT_THAT(executor->StartInstance(m, Json::object()),
-              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("svc.missing")));
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("svc.missing")));
   EXPECT_EQ(store_.instance_count(), 0u);
   EXPECT_EQ(calls_["svc.a"], 0);
 }

@@ -159,6 +159,7 @@ TEST_F(OperatorCliTest, BadArgumentsAreNamed) {
   CliRun bad_status = Db({"instances", "list", "--status", "DONE"});
   EXPECT_EQ(bad_status.exit_code, kExitInvalid);
   EXPECT_THAT(bad_status.err, HasSubstr("RU, SU, FA, UN or SK"));
+  ASSERT_EQ(Db({"db", "migrate"}).exit_code, kExitOk);
   CliRun unknown = Db({"instances", "show", "01M80000000000000000000000"});
   EXPECT_EQ(unknown.exit_code, kExitInvalid);
   EXPECT_THAT(unknown.err, HasSubstr("01M80000000000000000000000"));
@@ -235,7 +236,7 @@ TEST_F(OperatorCliTest, ReplayAllFailedForwardsEveryFailedInstanceWithAProgressB
   RunFulfil(ok_);
   CliRun r = Db({"replay", "--all-failed", "--flow", "order_fulfill", "--mocks", ok_});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("replayed 3 instance(s); SU: 3"));
+  EXPECT_THAT(r.out, HasSubstr("3 failed instance(s) replayed; now SU: 3;"));
   EXPECT_THAT(r.err, HasSubstr("] 3/3"));
   Json list = Parse(Db({"instances", "list", "--json"}));
   ASSERT_EQ(list.size(), 4u);
@@ -302,6 +303,42 @@ TEST_F(OperatorCliTest, RecoverResumesInstancesWhoseLeaseExpiredAndWaitsForLiveO
     EXPECT_EQ(shown["status"], "SU") << r.id.str();
     EXPECT_TRUE(shown["finished"].get<bool>());
   }
+}
+
+TEST_F(OperatorCliTest, CommandsOnStoredInstancesDoNotCreateAStore) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"instances", "list"}, {"instances", "show", "X"},
+        {"compensate", "X"}, {"recover"}}) {
+    CliRun r = Db(args);
+    EXPECT_EQ(r.exit_code, kExitInvalid) << args[0];
+    EXPECT_THAT(r.err, HasSubstr("no store at")) << args[0];
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "sagaflow.db"));
+  CliRun memory = Sagaflow({"run", "--flow", kFulfillFlow, "--mocks", ok_, "--db", "memory"});
+  EXPECT_EQ(memory.exit_code, kExitInvalid);
+  EXPECT_THAT(memory.err, HasSubstr("bench only"));
+}
+
+TEST_F(OperatorCliTest, RefusedAndRepeatedOperationsLeaveTheInstanceUntouched) {
+  Json failed = RunFulfil(pick_fails_);
+  const std::string id = failed["id"];
+  ASSERT_EQ(Db({"compensate", id, "--mocks", ok_}).exit_code, kExitOk);
+  Json before = Parse(Db({"instances", "show", id, "--json"}));
+  EXPECT_EQ(Db({"skip", id, "--mocks", ok_}).exit_code, kExitRefused);
+  EXPECT_EQ(Db({"compensate", id, "--mocks", ok_}).exit_code, kExitOk);
+  Json after = Parse(Db({"instances", "show", id, "--json"}));
+  EXPECT_EQ(after["owner"], before["owner"]);
+  EXPECT_EQ(after["updatedAt"], before["updatedAt"]);
+  EXPECT_EQ(after["leaseUntil"], before["leaseUntil"]);
+}
+
+TEST_F(OperatorCliTest, AFlowCallingUnregisteredTasksIsInvalidInput) {
+  CliRun r = Db({"run", "--flow", kFulfillFlow});
+  EXPECT_EQ(r.exit_code, kExitInvalid);
+  EXPECT_THAT(r.err, HasSubstr("not registered"));
+  CliRun name = Db({"run", "--flow", kFulfillFlow, "--mocks", ok_, "--name", "nope"});
+  EXPECT_EQ(name.exit_code, kExitInvalid);
+  EXPECT_THAT(name.err, HasSubstr("--name nope"));
 }
 
 TEST_F(OperatorCliTest, DbMigrateAppliesTheSchemaOnce) {

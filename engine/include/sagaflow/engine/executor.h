@@ -44,7 +44,8 @@ struct ExecutorOptions {
   // This process's name in the leases of the instances it runs; "" picks a unique one.
   std::string owner;
   // How long a lease lasts unless renewed. With threads, the executor renews its leases every
-  // third of it, and every write renews the lease of the instance written.
+  // third of it; the first write of a run or operation renews that instance's, the last gives
+  // it back.
   Duration lease_ttl = std::chrono::seconds(5);
   // With threads: claim and resume instances whose lease expired (their engine process
   // stopped) this often. Zero: only when RecoverExpired() is called.
@@ -83,7 +84,7 @@ class Executor {
   Status Start();
   void Stop() noexcept;
 
-  // Stores the definition and makes the flow startable. Errors: kFailedPrecondition when a task
+  // Stores the definition and makes the flow startable. Errors: kInvalidArgument when a task
   // it calls is not registered (and require_registered_tasks), or the store's error.
   Status AddFlow(const std::shared_ptr<const statelang::StateMachine>& machine);
 
