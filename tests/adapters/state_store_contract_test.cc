@@ -572,7 +572,7 @@ TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCom
   w.compensation_status = RunStatus::kSucceeded;
   w.updated_at = At(70);
   w.cursor.current = 5;
-  w.cursor.phase = Phase::kFinished;
+  w.cursor.sequences_issued = 7;
   w.context = Json{{"changed", true}};
   w.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
   ASSERT_THAT(store().WriteInstance(InstanceWrite{&w, {0}, true, /*header=*/false}), IsOk());
@@ -588,14 +588,18 @@ TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCom
   EXPECT_THAT(loaded.compensation_status, Optional(RunStatus::kSucceeded));
   EXPECT_EQ(loaded.updated_at, At(70));
   EXPECT_EQ(loaded.cursor.current, 5);
-  EXPECT_TRUE(loaded.finished());
+  EXPECT_EQ(loaded.cursor.sequences_issued, 7);
+  EXPECT_FALSE(loaded.finished());
   EXPECT_EQ(loaded.context, (Json{{"changed", true}}));
   ASSERT_EQ(loaded.executions.size(), 1u);
-  // The cursor says finished: nothing is left to recover or claim.
-  Result<engine::UnfinishedSummary> unfinished = store().Unfinished("me", At(2000));
+
+  // Finishing is a write with the header: then nothing is left to recover or claim.
+  w.cursor.phase = Phase::kFinished;
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&w, {}, false, /*header=*/true}), IsOk());
+  Result<engine::UnfinishedSummary> unfinished = store().Unfinished("me", At(6000));
   ASSERT_THAT(unfinished, IsOk());
   EXPECT_EQ(unfinished->unfinished, 0u);
-  EXPECT_THAT(*store().ClaimExpired("me", At(2000), At(3000), 10), IsEmpty());
+  EXPECT_THAT(*store().ClaimExpired("me", At(6000), At(7000), 10), IsEmpty());
 
   // The lease is checked all the same.
   w.owner = "node-z";

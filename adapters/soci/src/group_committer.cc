@@ -200,7 +200,8 @@ Status GroupCommitter::ApplyInOneTransaction(std::vector<WriteRequest*>& batch,
   std::vector<WriteItem> items;
   items.reserve(batch.size());
   for (const WriteRequest* r : batch) {
-    items.push_back(WriteItem{r->record, r->create, &r->executions, r->context_changed, r->header});
+    items.push_back(
+        WriteItem{r->record, r->create, &r->executions, r->context_changed, r->header, r->encoded});
   }
   const char* step = "beginning the transaction";
   bool in_statements = false;

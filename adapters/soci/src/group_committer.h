@@ -26,6 +26,7 @@ struct WriteRequest {
   engine::ExecutionIds executions;
   bool context_changed = false;
   bool header = true;
+  std::shared_ptr<const EncodedItem> encoded;  // encoded by the submitting thread, if at all
   engine::StateStore::WriteDone write_done;    // for a write
   engine::StateStore::CreateDone create_done;  // for a create
 };

@@ -139,20 +139,20 @@ std::string Placeholders(const char* list) {
 }
 
 // What every write stores (the cursor, and what moves with it)...
+// (`unfinished` changes only when a run or an operation begins or ends, which are writes with
+// `header`: leaving it out of a step's write leaves the claim and owner indexes alone.)
 const std::string kProgressAssignments =
-    "compensation_status = :compensation_status, updated_at = :updated_at, cursor = :cursor, "
-    "unfinished = :unfinished";
+    "compensation_status = :compensation_status, updated_at = :updated_at, cursor = :cursor";
 // ... and what a write with `header` stores besides.
 const std::string kHeaderAssignments =
     "status = :status, error = :error, error_code = :error_code, "
     "error_message = :error_message, lease_until = :lease_until, started_at = :started_at, "
-    "ended_at = :ended_at";
+    "ended_at = :ended_at, unfinished = :unfinished";
 
 void UseProgress(soci::statement& st, InstanceColumns& c) {
   st.exchange(soci::use(c.compensation_status, c.compensation_status_ind));
   st.exchange(soci::use(c.updated_at));
   st.exchange(soci::use(c.cursor));
-  st.exchange(soci::use(c.unfinished));
 }
 
 void UseHeader(soci::statement& st, InstanceColumns& c) {
@@ -163,6 +163,7 @@ void UseHeader(soci::statement& st, InstanceColumns& c) {
   st.exchange(soci::use(c.lease_until));
   st.exchange(soci::use(c.started_at));
   st.exchange(soci::use(c.ended_at, c.ended_at_ind));
+  st.exchange(soci::use(c.unfinished));
 }
 
 }  // namespace
@@ -261,12 +262,13 @@ void InstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<Item
   for (std::size_t i = 0; i < items.size(); ++i) {
     const WriteItem& item = items[i];
     if (item.create) {
-      Result<InstanceId> created = Create(*item.record);
+      Result<InstanceId> created = Create(*item.record, item.encoded.get());
       out[i] = created.ok() ? ItemOutcome{Status::Ok(), std::move(*created)}
                             : ItemOutcome{created.status(), {}};
     } else {
-      out[i] =
-          ItemOutcome{Write(*item.record, *item.executions, item.context_changed, item.header), {}};
+      out[i] = ItemOutcome{Write(*item.record, *item.executions, item.context_changed,
+                                 item.header, item.encoded.get()),
+                           {}};
     }
   }
 }
@@ -291,16 +293,51 @@ Status CheckWrite(const InstanceRecord& r, const engine::ExecutionIds& execution
   return Status::Ok();
 }
 
-Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r) {
+std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item) {
+  const InstanceRecord& r = *item.record;
+  auto out = std::make_shared<EncodedItem>();
+  if (item.create) {
+    if (!CheckCreate(r).ok()) return nullptr;
+    out->instance.SetIdentity(r);
+    out->instance.SetHeader(r);
+    out->instance.SetContext(r);
+    out->executions.resize(r.executions.size());
+    for (std::size_t i = 0; i < r.executions.size(); ++i) {
+      out->executions[i].Set(r.executions[i]);
+      out->executions[i].seq = static_cast<int>(i);
+    }
+    return out;
+  }
+  if (!CheckWrite(r, *item.executions).ok()) return nullptr;
+  out->instance.SetHeader(r);
+  if (item.context_changed) out->instance.SetContext(r);
+  out->executions.reserve(item.executions->size());
+  for (int seq : *item.executions) {
+    out->executions.emplace_back().Set(r.executions[static_cast<std::size_t>(seq)]);
+    out->executions.back().seq = seq;
+  }
+  return out;
+}
+
+Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r, const EncodedItem* encoded) {
   SAGAFLOW_RETURN_IF_ERROR(CheckCreate(r));
-  instance_.SetIdentity(r);
-  instance_.SetHeader(r);
-  instance_.SetContext(r);
+  if (encoded != nullptr) {
+    instance_ = encoded->instance;
+  } else {
+    instance_.SetIdentity(r);
+    instance_.SetHeader(r);
+    instance_.SetContext(r);
+  }
   insert_instance_.execute(true);
   if (insert_instance_.get_affected_rows() == 0) return ResolveCreateConflict(conn_, r);
   execution_instance_id_ = r.id.str();
   for (std::size_t i = 0; i < r.executions.size(); ++i) {
-    UpsertExecution(r.executions[i], static_cast<int>(i));
+    if (encoded != nullptr) {
+      execution_ = encoded->executions[i];
+      upsert_execution_.execute(true);
+    } else {
+      UpsertExecution(r.executions[i], static_cast<int>(i));
+    }
   }
   return r.id;
 }
@@ -352,15 +389,27 @@ Result<InstanceId> ResolveCreateConflict(Connection& conn, const InstanceRecord&
 }
 
 Status InstanceWriter::Write(const InstanceRecord& r, const engine::ExecutionIds& executions,
-                             bool context_changed, bool header) {
+                             bool context_changed, bool header, const EncodedItem* encoded) {
   SAGAFLOW_RETURN_IF_ERROR(CheckWrite(r, executions));
-  instance_.SetHeader(r);
-  if (context_changed) instance_.SetContext(r);
+  if (encoded != nullptr) {
+    // The bound members are assigned, not replaced: statements hold their addresses.
+    instance_ = encoded->instance;
+  } else {
+    instance_.SetHeader(r);
+    if (context_changed) instance_.SetContext(r);
+  }
   soci::statement& update = updates_[(header ? 2 : 0) + (context_changed ? 1 : 0)];
   update.execute(true);
   if (update.get_affected_rows() == 0) return WhyNotWritten(conn_, r);
   execution_instance_id_ = r.id.str();
-  for (int seq : executions) UpsertExecution(r.executions[static_cast<std::size_t>(seq)], seq);
+  if (encoded != nullptr) {
+    for (const ExecutionColumns& e : encoded->executions) {
+      execution_ = e;
+      upsert_execution_.execute(true);
+    }
+  } else {
+    for (int seq : executions) UpsertExecution(r.executions[static_cast<std::size_t>(seq)], seq);
+  }
   return Status::Ok();
 }
 

@@ -27,7 +27,13 @@ struct WriteItem {
   const engine::ExecutionIds* executions = nullptr;  // a write's
   bool context_changed = false;
   bool header = true;  // InstanceWrite::header
+  // The item's columns when they were encoded ahead (EncodeItem); null: encoded when applied.
+  std::shared_ptr<const EncodedItem> encoded;
 };
+
+// Encodes what applying `item` writes. Null when the item will be refused anyway (CheckCreate,
+// CheckWrite): the writer refuses it.
+std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item);
 struct ItemOutcome {
   Status status;
   InstanceId id;  // a create's
@@ -61,7 +67,8 @@ class InstanceWriter {
 
   // The instance with all its executions. Business key and duplicate id rules of
   // SociStateStore::CreateInstance.
-  Result<InstanceId> Create(const engine::InstanceRecord& r);
+  Result<InstanceId> Create(const engine::InstanceRecord& r,
+                            const EncodedItem* encoded = nullptr);
 
   // The cursor, updated_at and compensation status; with `header` also status, error, error
   // code and message, started_at, ended_at and lease_until; the listed executions (identity
@@ -69,7 +76,7 @@ class InstanceWriter {
   // Refused with kNotFound or lease lost (kFailedPrecondition) when the stored owner is not
   // r.owner.
   Status Write(const engine::InstanceRecord& r, const engine::ExecutionIds& executions,
-               bool context_changed, bool header);
+               bool context_changed, bool header, const EncodedItem* encoded = nullptr);
 
  private:
   void UpsertExecution(const engine::StateExecution& e, int seq);

@@ -5,7 +5,9 @@
 
 #include <soci/soci.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "sagaflow/common/clock.h"
 #include "sagaflow/common/json.h"
@@ -88,6 +90,14 @@ struct ExecutionColumns {
   void Set(const engine::StateExecution& e);
   // kInternal naming the instance, the execution and the column when a value is corrupt.
   Status ToExecution(const InstanceId& instance, engine::StateExecution& e) const;
+};
+
+// The columns of one create or write, encoded from the record ahead of the batch: on the
+// submitting thread, so that the committer thread (which every write of the process goes
+// through) only binds and executes. `executions` follow the write's list (all, for a create).
+struct EncodedItem {
+  InstanceColumns instance;
+  std::vector<ExecutionColumns> executions;
 };
 
 }  // namespace sagaflow::adapters::sql

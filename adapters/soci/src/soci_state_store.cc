@@ -30,6 +30,16 @@ struct SociStateStore::Impl {
   // With `retry`, an operation that failed because its connection was lost (an idle pooled
   // connection the server closed, e.g. after a restart) runs once more on a new connection;
   // only for operations that may safely run twice.
+  // On SQLite the committer writes row by row from encoded columns: encode them here, on the
+  // submitting thread, so that the one committer thread only binds and executes. (The
+  // PostgreSQL bulk writer encodes while it builds its arrays.)
+  void Encode(sql::WriteRequest& request) const {
+    if (config.backend != sql::Backend::kSqlite) return;
+    request.encoded = sql::EncodeItem(sql::WriteItem{request.record, request.create,
+                                                     &request.executions,
+                                                     request.context_changed, request.header});
+  }
+
   template <typename T, typename Op>
   Result<T> Run(const std::string& what, bool retry, Op&& op) {
     for (int attempt = 0;; ++attempt) {
@@ -117,6 +127,7 @@ Result<InstanceId> SociStateStore::CreateInstance(const InstanceRecord& record) 
   request.record = &record;
   request.create = true;
   request.create_done = [&promise](Result<InstanceId> r) { promise.set_value(std::move(r)); };
+  impl_->Encode(request);
   impl_->committer.Submit(std::move(request), /*inline_if_committer=*/true);
   return future.get();
 }
@@ -130,6 +141,7 @@ Status SociStateStore::WriteInstance(const engine::InstanceWrite& write) {
   request.context_changed = write.context_changed;
   request.header = write.header;
   request.write_done = [&promise](Status s) { promise.set_value(std::move(s)); };
+  impl_->Encode(request);
   impl_->committer.Submit(std::move(request), /*inline_if_committer=*/true);
   return future.get();
 }
@@ -141,6 +153,7 @@ void SociStateStore::WriteInstanceAsync(const engine::InstanceWrite& write, Writ
   request.context_changed = write.context_changed;
   request.header = write.header;
   request.write_done = std::move(done);
+  impl_->Encode(request);
   impl_->committer.Submit(std::move(request), /*inline_if_committer=*/false);
 }
 
@@ -149,6 +162,7 @@ void SociStateStore::CreateInstanceAsync(const InstanceRecord& record, CreateDon
   request.record = &record;
   request.create = true;
   request.create_done = std::move(done);
+  impl_->Encode(request);
   impl_->committer.Submit(std::move(request), /*inline_if_committer=*/false);
 }
 

@@ -26,8 +26,9 @@ struct DefinitionRecord {
 // `header` also stores the rest of the header: status, error, error code and message,
 // started_at, ended_at and lease_until (the engine sets it at the first write of a run or an
 // operation and at the end of one; in between those fields do not change, and the lease is
-// renewed by RenewLeases, so a step's write leaves the indexed columns alone). The owner is
-// never written here: it is checked.
+// renewed by RenewLeases, so a step's write leaves the indexed columns alone). Whether the
+// instance is finished (its cursor's phase) may change only in a write with `header`: stores
+// may index it with the header. The owner is never written here: it is checked.
 //
 // An execution's identity (state, kind, compensates, retried_for, epoch, idempotency key,
 // for_update) and its input are fixed by the first write that lists it; later writes change
