@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -409,16 +410,16 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto left = store.Unfinished(executor.owner(), eng.clock.Now());
+  // How the resumed instances ended: one listing, not a read per instance.
   std::map<std::string, std::size_t> outcomes;
-  for (const InstanceId& id : resumed) {
-    auto r = store.LoadInstance(id);
-    std::string key = !r.ok() ? "unreadable"
-                      : !r->finished()
-                          ? "RU"
-                          : std::string(engine::RunStatusCode(r->status)) +
-                                (r->compensation_status
-                                     ? "/" + std::string(engine::RunStatusCode(*r->compensation_status))
-                                     : "");
+  engine::InstanceFilter everything;
+  everything.limit = std::numeric_limits<std::size_t>::max();
+  auto listed = store.ListInstances(everything);
+  if (!listed.ok()) return Fail(listed.status());
+  for (const engine::InstanceSummary& r : *listed) {
+    if (!resumed.count(r.id)) continue;
+    std::string key = std::string(engine::RunStatusCode(r.status));
+    if (r.compensation_status) key += "/" + std::string(engine::RunStatusCode(*r.compensation_status));
     ++outcomes[key];
   }
   if (args.json) {
