@@ -235,8 +235,14 @@ int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& p
                      .dump(2)
               << "\n";
   } else {
-    std::cout << ids.size() << " failed instance(s) replayed; now";
-    for (const auto& [k, n] : outcomes) std::cout << " " << k << ": " << n << ";";
+    // "3 failed instance(s): SU 2, refused 1": the new statuses of those replayed, and how
+    // many were refused (leased elsewhere, forward does not apply) or could not run.
+    std::cout << ids.size() << " failed instance(s):";
+    const char* sep = " ";
+    for (const auto& [k, n] : outcomes) {
+      std::cout << sep << k << " " << n;
+      sep = ", ";
+    }
     std::cout << "\n";
     for (const std::string& e : errors) std::cout << "  " << e << "\n";
   }

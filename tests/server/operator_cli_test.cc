@@ -236,7 +236,7 @@ TEST_F(OperatorCliTest, ReplayAllFailedForwardsEveryFailedInstanceWithAProgressB
   RunFulfil(ok_);
   CliRun r = Db({"replay", "--all-failed", "--flow", "order_fulfill", "--mocks", ok_});
   ASSERT_EQ(r.exit_code, kExitOk) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("3 failed instance(s) replayed; now SU: 3;"));
+  EXPECT_THAT(r.out, HasSubstr("3 failed instance(s): SU 3\n"));
   EXPECT_THAT(r.err, HasSubstr("] 3/3"));
   Json list = Parse(Db({"instances", "list", "--json"}));
   ASSERT_EQ(list.size(), 4u);
