@@ -235,13 +235,22 @@ Result<std::shared_ptr<Executor::Live>> Executor::NewLive(
   return live;
 }
 
+void Executor::DecideFirstStep(Live& live) {
+  const TimePoint now = clock_.Now();
+  Step first = interpreter_.Start(live.record, *live.flow->machine, now);
+  PrepareWrite(live, first, now);
+  live.header_dirty = false;
+  live.pending = std::move(first);
+}
+
 void Executor::Launch(std::shared_ptr<Live> live) {
   {
     LiveShard& shard = ShardFor(live->record.id);
     std::lock_guard lock(shard.mu);
     shard.instances.emplace(live->record.id, live);
   }
-  Enqueue(Work{std::move(live), Event::kStart});
+  // Its first step was stored with it.
+  Enqueue(Work{std::move(live), Event::kStored});
 }
 
 Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMachine>& machine,
@@ -255,6 +264,7 @@ Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMach
   }
   SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<Live> live,
                             NewLive(machine, std::move(input), options));
+  DecideFirstStep(*live);
   SAGAFLOW_ASSIGN_OR_RETURN(InstanceId stored_id, store_.CreateInstance(live->record));
   if (stored_id != live->record.id) return stored_id;  // a repeat with the same business key
   Launch(std::move(live));
@@ -266,6 +276,7 @@ void Executor::StartInstanceAsync(const std::shared_ptr<const StateMachine>& mac
                                   StartDone started) {
   auto live = NewLive(machine, std::move(input), options);
   if (!live.ok()) return started(live.status());
+  DecideFirstStep(**live);
   if (!async_store_) {
     Result<InstanceId> id = store_.CreateInstance((*live)->record);
     if (id.ok() && *id == (*live)->record.id) Launch(std::move(live).value());
@@ -800,9 +811,6 @@ void Executor::Drive(Work work) {
   bool stored = false;
   TimePoint now = clock_.Now();  // one reading per decision, shared by the step and its write
   switch (work.event) {
-    case Event::kStart:
-      step = interpreter_.Start(l.record, machine, now);
-      break;
     case Event::kRetryDue:
       step = interpreter_.OnRetryDue(l.record, machine, now);
       break;

@@ -653,27 +653,44 @@ TEST_F(ExecutorStoreFaultTest, DoesNotInvokeTheNextTaskUntilTheWriteSucceeded) {
   EXPECT_THAT(Trace(*stored), ElementsAre("A forward SU", "B forward SU"));
 }
 
-TEST_F(ExecutorStoreFaultTest, DoesNotInvokeTheFirstTaskBeforeItsStartIsStored) {
-  int failed_writes_seen_by_a = -1;
-  int attempts_stored_when_a_ran = -1;
+TEST_F(ExecutorStoreFaultTest, TheFirstTasksStartIsStoredWithTheInstanceBeforeItRuns) {
+  std::optional<InstanceRecord> stored_when_a_ran;
+  int writes_before_a = -1;
   registry_.add("svc.a", [&, this](TaskContext& ctx, const Json&) -> Json {
-    failed_writes_seen_by_a = faulty_.failed_writes();
+    writes_before_a = faulty_.write_calls();
     auto stored = store_.LoadInstance(ctx.instance_id());
-    if (stored.ok() && !stored->executions.empty()) {
-      attempts_stored_when_a_ran = stored->executions[0].attempts;
-    }
+    if (stored.ok()) stored_when_a_ran = *stored;
     return "a";
   });
   registry_.add("svc.b", [](const Json&) { return "b"; });
   auto m = MustLoad(kTwoSteps);
   auto executor = ManualOnFaultyStore();
-  faulty_.FailNextWrites(2);
 
-  Result<InstanceRecord> r = executor->Run(m, Json::object(), {}, kTimeout);
+  Result<InstanceRecord> r = executor->Run(m, Json{{"n", 1}}, {}, kTimeout);
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->status, RunStatus::kSucceeded);
-  EXPECT_EQ(failed_writes_seen_by_a, 2);
-  EXPECT_EQ(attempts_stored_when_a_ran, 1);
+  // One create carried the instance and A's "started" record: no write happened before A ran.
+  EXPECT_EQ(writes_before_a, 0);
+  ASSERT_TRUE(stored_when_a_ran.has_value());
+  ASSERT_EQ(stored_when_a_ran->executions.size(), 1u);
+  EXPECT_EQ(stored_when_a_ran->executions[0].state.str(), "A");
+  EXPECT_EQ(stored_when_a_ran->executions[0].attempts, 1);
+  EXPECT_EQ(stored_when_a_ran->executions[0].status, RunStatus::kRunning);
+  EXPECT_EQ(stored_when_a_ran->cursor.active_execution, 0);
+  EXPECT_EQ(stored_when_a_ran->owner, executor->owner());
+}
+
+TEST_F(ExecutorStoreFaultTest, ARefusedCreateRunsNoTask) {
+  registry_.add("svc.a", [this](const Json&) {
+    calls_.Count("svc.a");
+    return "a";
+  });
+  registry_.add("svc.b", [](const Json&) { return "b"; });
+  auto m = MustLoad(kTwoSteps);
+  auto executor = ManualOnFaultyStore();
+  faulty_.FailNextCreates(1);
+  EXPECT_THAT(executor->Run(m, Json::object(), {}, kTimeout), StatusIs(StatusCode::kUnavailable));
+  EXPECT_EQ(calls_["svc.a"], 0);
 }
 
 TEST_F(ExecutorStoreFaultTest, ReportsTheEndOnlyAfterTheFinalWriteSucceeded) {

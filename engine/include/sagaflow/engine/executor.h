@@ -139,7 +139,6 @@ class Executor {
   struct Live;
   struct Waiter;
   enum class Event {
-    kStart,     // begin a new instance's run
     kRetryDue,  // a retry's backoff is over
     kPending,   // store Live::pending, then act on it (an operation's first step, a retry)
     kStored,    // Live::pending is stored (asynchronously): act on it
@@ -167,7 +166,10 @@ class Executor {
   Result<std::shared_ptr<Live>> NewLive(
       const std::shared_ptr<const statelang::StateMachine>& machine, SharedJson input,
       const StartOptions& options);
-  // Registers a stored new instance and queues its first step.
+  // Decides a new instance's first step before it is stored: the create stores the instance
+  // with that step (the first task's "started" record), so a start costs one write, not two.
+  void DecideFirstStep(Live& live);
+  // Registers a stored new instance and queues the action of its first step.
   void Launch(std::shared_ptr<Live> live);
   // Reserves `id` here, reads it with `load` (which claims it, or reads what this engine
   // claimed) and queues the first step of its resumption.
