@@ -680,19 +680,6 @@ TEST_F(ExecutorStoreFaultTest, TheFirstTasksStartIsStoredWithTheInstanceBeforeIt
   EXPECT_EQ(stored_when_a_ran->owner, executor->owner());
 }
 
-TEST_F(ExecutorStoreFaultTest, ARefusedCreateRunsNoTask) {
-  registry_.add("svc.a", [this](const Json&) {
-    calls_.Count("svc.a");
-    return "a";
-  });
-  registry_.add("svc.b", [](const Json&) { return "b"; });
-  auto m = MustLoad(kTwoSteps);
-  auto executor = ManualOnFaultyStore();
-  faulty_.FailNextCreates(1);
-  EXPECT_THAT(executor->Run(m, Json::object(), {}, kTimeout), StatusIs(StatusCode::kUnavailable));
-  EXPECT_EQ(calls_["svc.a"], 0);
-}
-
 TEST_F(ExecutorStoreFaultTest, ReportsTheEndOnlyAfterTheFinalWriteSucceeded) {
   registry_.add("svc.a", [](const Json&) { return "a"; });
   registry_.add("svc.b", [this](TaskContext&, const Json&) -> Json {
