@@ -100,6 +100,9 @@ class Executor {
   // StartInstance without blocking: `started` is called once the instance is stored (with its
   // id, or the existing instance's for a repeated business key) or refused, on an executor or
   // store thread (or on this one, for an error found before storing or a synchronous store).
+  // `started` must not block on the store (no StartInstance, Run or Await in it: on a
+  // group-committing store it runs on the thread that would have to serve them); starting
+  // more instances with StartInstanceAsync is fine.
   using StartDone = std::function<void(Result<InstanceId>)>;
   void StartInstanceAsync(const std::shared_ptr<const statelang::StateMachine>& machine,
                           SharedJson input, const StartOptions& options, StartDone started);
