@@ -612,7 +612,6 @@ std::vector<int> Interpreter::Compensable(const InstanceRecord& record,
 Result<Step> Interpreter::Resume(InstanceRecord& record, const StateMachine& machine,
                                  TimePoint now) const {
   if (record.finished()) return Step{Decision{Decision::Kind::kFinished, -1, {}}, {}, false};
-  Run run(errors_, record, machine, now);
   if (record.executions.empty() && record.cursor.phase == Phase::kForward &&
       record.cursor.active_execution < 0 && record.cursor.epoch == 0) {
     // Created, never stepped: begin the run (it started when it was created).
@@ -621,6 +620,7 @@ Result<Step> Interpreter::Resume(InstanceRecord& record, const StateMachine& mac
     record.started_at = created;
     return step;
   }
+  Run run(errors_, record, machine, now);
   SAGAFLOW_RETURN_IF_ERROR(run.Resume());
   return run.Take();
 }

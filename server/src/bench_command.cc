@@ -21,38 +21,17 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   }
   auto flows = LoadFlows(args.flows);
   if (!flows) return kExitInvalid;
-  auto scenario = server::LoadScenarioFile(args.scenario);
-  if (!scenario.ok()) {
-    std::cerr << args.scenario << ": " << scenario.status().message() << "\n";
-    return kExitInvalid;
-  }
-  auto machine = PickFlow(*flows, scenario->flow);
-  if (!machine) return kExitInvalid;
-
   // The scenario's mocks, and the binary's own tasks (and error types) for services the scenario
   // does not mock.
-  TaskRegistry registry;
-  for (const auto& [name, parent] : base.errors().UserDefined()) {
-    if (Status s = registry.errors().Define(name, parent); !s.ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitFailure;
-    }
+  Tasks tasks;
+  if (Status s = tasks.Load(base, args.scenario); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return ExitCodeFor(s);
   }
-  if (Status s = server::DefineErrors(*scenario, registry.errors()); !s.ok()) {
-    std::cerr << args.scenario << ": " << s.message() << "\n";
-    return kExitInvalid;
-  }
-  server::MockSet mocks;
-  if (Status s = mocks.Install(scenario->mocks, registry); !s.ok()) {
-    std::cerr << args.scenario << ": " << s.message() << "\n";
-    return kExitInvalid;
-  }
-  for (const TaskName& name : machine->TaskNames()) {
-    if (registry.Find(name)) continue;
-    if (const TaskFn* fn = base.Find(name)) {
-      registry.add(name.str(), [fn](TaskContext& ctx, const Json& a) { return (*fn)(ctx, a); });
-    }
-  }
+  const server::Scenario& scenario = *tasks.scenario();
+  auto machine = PickFlow(*flows, scenario.flow);
+  if (!machine) return kExitInvalid;
+  const TaskRegistry& registry = tasks.registry();
 
   const int threads = args.threads > 0
                           ? args.threads
@@ -67,7 +46,7 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
   std::condition_variable cv;
   Status start_error;  // guarded by mu
   engine::Executor* exec = nullptr;
-  const SharedJson input(scenario->input);  // every instance starts from the same input
+  const SharedJson input(scenario.input);  // every instance starts from the same input
 
   auto start_next = [&]() {
     std::size_t i = started.fetch_add(1);
@@ -133,7 +112,7 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
     if (n) statuses[std::string(engine::RunStatusCode(s))] = n;
   }
   std::uint64_t calls = 0;
-  for (const auto& [name, n] : mocks.Calls()) calls += n;
+  for (const auto& [name, n] : tasks.mocks().Calls()) calls += n;
   Json out = {{"flow", machine->name()},
               {"store", StoreUrl(args.store) == "memory" ? "memory" : StoreDisplayName(store)},
               {"instances", args.instances},

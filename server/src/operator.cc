@@ -96,7 +96,9 @@ Result<std::vector<int>> MigrateStore(const StoreArgs& args) {
 
 Status Tasks::Load(const TaskRegistry& base, const std::string& mocks_file) {
   for (const auto& [name, parent] : base.errors().UserDefined()) {
-    SAGAFLOW_RETURN_IF_ERROR(registry_.errors().Define(name, parent));
+    if (Status s = registry_.errors().Define(name, parent); !s.ok()) {
+      return Internal("the binary's error types: " + s.message());
+    }
   }
   for (const TaskName& name : base.Names()) {
     const TaskFn* fn = base.Find(name);
@@ -111,7 +113,7 @@ Status Tasks::Load(const TaskRegistry& base, const std::string& mocks_file) {
   if (Status s = mocks_.Install(scenario->mocks, registry_); !s.ok()) {
     return InvalidArgument(mocks_file + ": " + s.message());
   }
-  scenario_input_ = scenario->input;
+  scenario_ = std::move(scenario).value();
   return Status::Ok();
 }
 

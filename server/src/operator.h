@@ -6,6 +6,7 @@
 
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,17 +45,19 @@ Result<std::vector<int>> MigrateStore(const StoreArgs& args);
 
 // Tasks for an engine: the binary's own tasks and error types, then the mocks and error types
 // of a scenario file when one is given (its mocks replace the binary's tasks of the same name).
+// Errors are kInvalidArgument naming the scenario file.
 class Tasks {
  public:
   Status Load(const TaskRegistry& base, const std::string& mocks_file);
   const TaskRegistry& registry() const { return registry_; }
-  // The scenario's input (null without a scenario).
-  const Json& scenario_input() const { return scenario_input_; }
+  // The scenario loaded (null without one).
+  const server::Scenario* scenario() const { return scenario_ ? &*scenario_ : nullptr; }
+  const server::MockSet& mocks() const { return mocks_; }
 
  private:
   TaskRegistry registry_;
   server::MockSet mocks_;
-  Json scenario_input_;
+  std::optional<server::Scenario> scenario_;
 };
 
 // A running engine over a store, for one command.

@@ -278,8 +278,8 @@ int RunRun(const RunArgs& args, const TaskRegistry& base) {
   if (int rc = OpenEngine(args.store, base, args.mocks, eng, StoreUse::kCreate); rc != kExitOk) {
     return rc;
   }
-  if (args.input.empty() && eng.tasks.scenario_input().is_object()) {
-    input = eng.tasks.scenario_input();
+  if (args.input.empty() && eng.tasks.scenario() && eng.tasks.scenario()->input.is_object()) {
+    input = eng.tasks.scenario()->input;
   }
   if (Status s = eng.executor->AddFlow(machine); !s.ok()) return Fail(s);
   engine::StartOptions start;
