@@ -39,7 +39,7 @@ struct Executor::Waiter {
 
 // An instance this executor is running. Only the thread driving it touches `record`.
 struct Executor::Live {
-  std::shared_ptr<const Flow> flow;
+  const Flow* flow = nullptr;  // owned by the executor, which never drops a flow
   InstanceRecord record;
   // A step computed but not acted on yet: the first step of an operation or a resume, one the
   // store refused, or one being stored asynchronously.
@@ -51,6 +51,9 @@ struct Executor::Live {
 };
 
 namespace {
+
+// Executors, numbered so that a thread's cached flow lookup never outlives its executor.
+std::atomic<std::uint64_t> next_executor_generation{1};
 
 // A lease owner name unique to this process: host, pid and a random part.
 std::string DefaultOwner() {
@@ -69,6 +72,8 @@ Executor::Executor(ExecutorOptions options, const TaskRegistry& registry, StateS
       store_(store),
       clock_(clock),
       interpreter_(registry.errors()),
+      stop_token_(stop_source_.get_token()),
+      generation_(next_executor_generation.fetch_add(1)),
       async_store_(store.asynchronous()) {
   if (options_.owner.empty()) options_.owner = DefaultOwner();
 }
@@ -141,23 +146,44 @@ Status Executor::AddFlow(const std::shared_ptr<const StateMachine>& machine) {
   return flow.ok() ? Status::Ok() : flow.status();
 }
 
-Result<std::shared_ptr<const Executor::Flow>> Executor::FlowFor(
+namespace {
+
+// The flow a thread looked up last, by machine address: starts of one flow from many threads
+// then share no lock and no reference count.
+struct LastFlow {
+  std::uint64_t generation = 0;
+  const StateMachine* machine = nullptr;
+  const void* flow = nullptr;
+};
+thread_local LastFlow last_flow;
+
+}  // namespace
+
+Result<const Executor::Flow*> Executor::FlowFor(
     const std::shared_ptr<const StateMachine>& machine) {
   if (!machine) return InvalidArgument("no flow given");
+  if (last_flow.generation == generation_ && last_flow.machine == machine.get()) {
+    return static_cast<const Flow*>(last_flow.flow);
+  }
   std::string key;
   {
     std::lock_guard lock(flows_mu_);
     auto known = flows_by_machine_.find(machine.get());
-    if (known != flows_by_machine_.end()) return known->second;
+    if (known != flows_by_machine_.end()) {
+      last_flow = LastFlow{generation_, machine.get(), known->second};
+      return known->second;
+    }
     key = machine->name() + "\n" + machine->content_hash();
     auto it = flows_.find(key);
     if (it != flows_.end()) {
-      // The same definition compiled again: keep using the first compilation.
-      flows_by_machine_.emplace(machine.get(), it->second);
-      return it->second;
+      // The same definition compiled again: keep using the first compilation (and keep this
+      // machine alive, since its address is the key).
+      flows_by_machine_.emplace(machine.get(), it->second.get());
+      machines_.push_back(machine);
+      return it->second.get();
     }
   }
-  auto flow = std::make_shared<Flow>();
+  auto flow = std::make_unique<Flow>();
   flow->machine = machine;
   flow->tasks.resize(machine->states().size(), nullptr);
   std::vector<std::string> missing;
@@ -180,16 +206,17 @@ Result<std::shared_ptr<const Executor::Flow>> Executor::FlowFor(
       DefinitionRecord{machine->name(), machine->version(), machine->content_hash(),
                        machine->content(), clock_.Now()}));
   std::lock_guard lock(flows_mu_);
-  auto [it, inserted] = flows_.emplace(key, flow);
-  flows_by_machine_.emplace(machine.get(), it->second);
-  return it->second;
+  auto [it, inserted] = flows_.emplace(key, std::move(flow));
+  flows_by_machine_.emplace(machine.get(), it->second.get());
+  if (!inserted) machines_.push_back(machine);  // compiled twice, added concurrently
+  return it->second.get();
 }
 
-Result<std::shared_ptr<const Executor::Flow>> Executor::FlowForRecord(const InstanceRecord& r) {
+Result<const Executor::Flow*> Executor::FlowForRecord(const InstanceRecord& r) {
   {
     std::lock_guard lock(flows_mu_);
     auto it = flows_.find(r.flow_name + "\n" + r.flow_hash);
-    if (it != flows_.end()) return it->second;
+    if (it != flows_.end()) return it->second.get();
   }
   // An instance runs on the definition it started with, even after the flow changed.
   SAGAFLOW_ASSIGN_OR_RETURN(DefinitionRecord def, store_.LoadDefinition(r.flow_name, r.flow_hash));
@@ -216,7 +243,7 @@ Result<std::shared_ptr<Executor::Live>> Executor::NewLive(
     return InvalidArgument("the input of an instance must be a JSON object, found " +
                            std::string(input->type_name()));
   }
-  SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<const Flow> flow, FlowFor(machine));
+  SAGAFLOW_ASSIGN_OR_RETURN(const Flow* flow, FlowFor(machine));
   auto live = std::make_shared<Live>();
   live->flow = flow;
   InstanceRecord& r = live->record;
@@ -518,9 +545,10 @@ void Executor::Enqueue(Work work) {
     {
       std::lock_guard lock(q.mu);
       q.work.push_back(std::move(work));
+      q.size.store(q.work.size());
     }
-    queued_.fetch_add(1);
-    // Wake an idle worker to take it (seq_cst with the waiter's idle count: no lost wakeup).
+    // Wake an idle worker to take it. Both sides are seq_cst (this store, then the load of
+    // idle_workers_; the sleeper's increment, then its load of the sizes): no lost wakeup.
     if (idle_workers_.load() > 0) {
       std::lock_guard lock(ready_mu_);
       ready_cv_.notify_one();
@@ -530,25 +558,36 @@ void Executor::Enqueue(Work work) {
   {
     std::lock_guard lock(ready_mu_);
     ready_.push_back(std::move(work));
-    queued_.fetch_add(1);
+    ready_size_.store(ready_.size());
   }
   ready_cv_.notify_one();
 }
 
+bool Executor::AnyQueued() const {
+  if (ready_size_.load() > 0) return true;
+  for (const auto& q : worker_queues_) {
+    if (q->size.load() > 0) return true;
+  }
+  return false;
+}
+
 bool Executor::TakeWork(std::size_t worker, Work& out) {
   auto take_from = [&](WorkerQueue& q) {
+    if (q.size.load(std::memory_order_relaxed) == 0) return false;
     std::lock_guard lock(q.mu);
     if (q.work.empty()) return false;
     out = std::move(q.work.front());
     q.work.pop_front();
+    q.size.store(q.work.size(), std::memory_order_relaxed);
     return true;
   };
   if (take_from(*worker_queues_[worker])) return true;
-  {
+  if (ready_size_.load(std::memory_order_relaxed) > 0) {
     std::lock_guard lock(ready_mu_);
     if (!ready_.empty()) {
       out = std::move(ready_.front());
       ready_.pop_front();
+      ready_size_.store(ready_.size(), std::memory_order_relaxed);
       return true;
     }
   }
@@ -588,13 +627,12 @@ void Executor::WorkerLoop(std::stop_token stop, std::size_t worker) {
   while (!stop.stop_requested()) {
     Work work;
     if (TakeWork(worker, work)) {
-      queued_.fetch_sub(1);
       Drive(std::move(work));
       continue;
     }
     std::unique_lock lock(ready_mu_);
     idle_workers_.fetch_add(1);
-    ready_cv_.wait(lock, [&] { return stop.stop_requested() || queued_.load() > 0; });
+    ready_cv_.wait(lock, [&] { return stop.stop_requested() || AnyQueued(); });
     idle_workers_.fetch_sub(1);
   }
 }
@@ -625,6 +663,7 @@ Status Executor::RunUntilIdle() {
       if (!ready_.empty()) {
         work = std::move(ready_.front());
         ready_.pop_front();
+        ready_size_.store(ready_.size(), std::memory_order_relaxed);
         have = true;
       }
     }
@@ -672,7 +711,8 @@ bool Executor::PrepareWrite(Live& live, const Step& step, TimePoint now) const {
 Status Executor::Persist(Live& live, const Step& step, TimePoint now) {
   const bool header = PrepareWrite(live, step, now);
   Status s = store_.WriteInstance(
-      InstanceWrite{&live.record, step.changed_executions, step.context_changed, header});
+      InstanceWrite{&live.record, step.changed_executions, step.context_changed, header,
+                    step.context_keys});
   if (s.ok()) {
     live.write_backoff = Duration::zero();
     live.header_dirty = false;
@@ -714,7 +754,8 @@ void Executor::Submit(std::shared_ptr<Live> live, Step step, TimePoint now) {
   l.pending = std::move(step);
   BeginAsync();
   store_.WriteInstanceAsync(
-      InstanceWrite{&l.record, l.pending->changed_executions, l.pending->context_changed, header},
+      InstanceWrite{&l.record, l.pending->changed_executions, l.pending->context_changed, header,
+                    l.pending->context_keys},
       [this, live = std::move(live)](Status status) mutable {
         OnWritten(std::move(live), std::move(status));
         EndAsync();
@@ -787,8 +828,7 @@ TaskOutcome Executor::Invoke(Live& live, const TaskFn& fn, int execution) {
   const auto& timeout = live.flow->machine->state(e.state_index).service_task().timeout_seconds;
   std::optional<TimePoint> deadline;
   if (timeout) deadline = clock_.Now() + SecondsToDuration(*timeout);
-  TaskContext ctx(live.record.id, e.state, e.attempts, e.idempotency_key, deadline,
-                  stop_source_.get_token());
+  TaskContext ctx(live.record.id, e.state, e.attempts, e.idempotency_key, deadline, stop_token_);
   TaskOutcome out;
   out.ok = InvokeTask(fn, ctx, e.input, out.result, out.failure);
   if (deadline && clock_.Now() > *deadline) {

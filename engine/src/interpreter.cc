@@ -226,6 +226,7 @@ class Interpreter::Run {
       // Output first (Seata applies it whenever the task returned), then Status.
       StepHost host(errors_, nullptr, r_);
       EvalEnv env{&outcome.result, &host};
+      bool set_any = false;
       for (const auto& [key, value] : t.output) {
         auto v = value.Render(env);
         if (!v.ok()) {
@@ -234,6 +235,11 @@ class Interpreter::Run {
           break;
         }
         r_.context.Mutable()[key] = std::move(v).value();
+        set_any = true;
+      }
+      if (set_any) {
+        // Only this Output's keys changed, unless something else already did in this step.
+        step_.context_keys = step_.context_changed ? nullptr : &t.output;
         step_.context_changed = true;
       }
     }
@@ -427,6 +433,8 @@ class Interpreter::Run {
     c.current = kNoState;
     r_.error = std::move(error);
     r_.ended_at = now_;
+    // The end of a run stores the context (unchanged by ending, so an Output's keys still say
+    // all that changed in this step).
     step_.context_changed = true;
     if (c.compensated_in_run) {
       // Seata: a machine that compensated is not SU; an operator's compensate keeps the
@@ -505,6 +513,7 @@ class Interpreter::Run {
       Json& context = r_.context.Mutable();
       for (auto it = patch.begin(); it != patch.end(); ++it) context[it.key()] = it.value();
       step_.context_changed = true;
+      step_.context_keys = nullptr;
     }
   }
 

@@ -59,7 +59,24 @@ Result<std::unique_ptr<engine::StateStore>> OpenStore(const StoreArgs& args, Sto
           "the memory store keeps nothing after the command ends; it is for bench only (use "
           "sqlite:PATH or postgresql://...)");
     }
-    return std::unique_ptr<engine::StateStore>(new adapters::MemoryStateStore);
+    adapters::MemoryStoreOptions memory;
+    if (args.retain == "all") {
+      memory.max_finished.reset();
+    } else {
+      std::size_t used = 0;
+      unsigned long long n = 0;
+      try {
+        n = std::stoull(args.retain, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != args.retain.size() || args.retain[0] == '-') {
+        return InvalidArgument("--retain must be a count of finished instances or 'all', got '" +
+                               args.retain + "'");
+      }
+      memory.max_finished = static_cast<std::size_t>(n);
+    }
+    return std::unique_ptr<engine::StateStore>(new adapters::MemoryStateStore(memory));
   }
   if (use == StoreUse::kExisting && url.rfind("sqlite:", 0) == 0) {
     std::string path = url.substr(7);

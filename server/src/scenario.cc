@@ -95,9 +95,25 @@ Result<std::map<std::string, Json>> ParseMocks(const Json& mocks, const std::str
 
 }  // namespace
 
+namespace {
+std::atomic<std::size_t> next_stripe{0};
+thread_local const std::size_t thread_stripe = next_stripe.fetch_add(1);
+}  // namespace
+
+std::uint64_t MockService::calls() const {
+  std::uint64_t n = 0;
+  for (const Stripe& s : stripes_) n += s.calls.load(std::memory_order_relaxed);
+  return n;
+}
+
 Json MockService::Call(const Json& args) {
-  std::uint64_t k = calls_.fetch_add(1);
-  const MockRule& rule = Resolve(rules_[std::min<std::size_t>(k, rules_.size() - 1)], args);
+  std::size_t rule_index = 0;
+  if (rules_.size() == 1) {
+    stripes_[thread_stripe % kStripes].calls.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    rule_index = std::min<std::size_t>(stripes_[0].calls.fetch_add(1), rules_.size() - 1);
+  }
+  const MockRule& rule = Resolve(rules_[rule_index], args);
   switch (rule.kind) {
     case MockRule::Kind::kReturn:
       return rule.value;

@@ -1,5 +1,6 @@
 #include "sagaflow/statelang/expression.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -56,6 +57,16 @@ struct Program {
   std::string exception_type;  // kExceptionMatch
   std::string seq_entity;      // kSequence
   std::string seq_rule;
+
+  // The shapes most flows are made of, answered without the general evaluator: a path of map
+  // keys from the root (`[order].id`, `#root`, `$.[request]`), and a path compared with a
+  // literal (`#root == true`, `[result] != 'OK'`). Whatever the fast path cannot answer exactly
+  // (a key missing in the middle of the path, a value that is not a map) goes to the general
+  // evaluator, which gives the same result or the same error as it always does.
+  enum class Shape { kGeneral, kPath, kPathEq, kPathNe };
+  Shape shape = Shape::kGeneral;
+  std::vector<std::string> path;  // map keys from the root, outermost first
+  int literal = -1;               // kPathEq, kPathNe: the literal's node
 };
 
 }  // namespace detail
@@ -706,6 +717,49 @@ class Parser {
   Program& prog_;
 };
 
+// Whether node `idx` is a path of map keys from the root (at the top level, `#root`, `#this`
+// and the implicit context are all the root); if so, its keys, outermost first.
+bool AsPath(const Program& p, int idx, std::vector<std::string>& keys) {
+  keys.clear();
+  while (idx >= 0) {
+    const Node& n = p.nodes[static_cast<std::size_t>(idx)];
+    switch (n.op) {
+      case Op::kProperty:
+      case Op::kKeyIndex:
+        keys.push_back(n.name);
+        idx = n.lhs;
+        continue;
+      case Op::kRoot:
+      case Op::kThis:
+      case Op::kContext:
+        std::reverse(keys.begin(), keys.end());
+        return true;
+      default:
+        return false;
+    }
+  }
+  return false;
+}
+
+void ClassifyShape(Program& p) {
+  const Node& top = p.nodes[static_cast<std::size_t>(p.root)];
+  if (AsPath(p, p.root, p.path)) {
+    p.shape = Program::Shape::kPath;
+    return;
+  }
+  if (top.op != Op::kEq && top.op != Op::kNe) return;
+  const Program::Shape shape = top.op == Op::kEq ? Program::Shape::kPathEq : Program::Shape::kPathNe;
+  const Node& l = p.nodes[static_cast<std::size_t>(top.lhs)];
+  const Node& r = p.nodes[static_cast<std::size_t>(top.rhs)];
+  if (r.op == Op::kLiteral && AsPath(p, top.lhs, p.path)) {
+    p.shape = shape;
+    p.literal = top.rhs;
+  } else if (l.op == Op::kLiteral && AsPath(p, top.rhs, p.path)) {
+    p.shape = shape;
+    p.literal = top.lhs;
+  }
+}
+
 Result<std::shared_ptr<Program>> CompileSpel(std::string_view text, int column_offset,
                                              std::string full_source) {
   if (text.size() > Expression::kMaxLength) {
@@ -720,6 +774,7 @@ Result<std::shared_ptr<Program>> CompileSpel(std::string_view text, int column_o
   if (tokens.size() == 1) return ErrorAt(tokens[0].column, "the expression is empty");
   Parser parser(std::move(tokens), *program);
   SAGAFLOW_ASSIGN_OR_RETURN(program->root, parser.ParseAll());
+  ClassifyShape(*program);
   return program;
 }
 
@@ -1276,6 +1331,26 @@ Result<Expression> Expression::CompileStatusKey(std::string_view text) {
   return Compile(text);
 }
 
+namespace {
+
+// Follows `p.path` from `root` through maps. Returns the value reached (null for a missing last
+// key), or nullptr when the general evaluator must decide (a missing key or a value other than
+// a map before the end of the path).
+const Json* WalkPath(const Program& p, const Json* root) {
+  static const Json kNull;
+  const Json* at = root ? root : &kNull;
+  const std::size_t n = p.path.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!at->is_object()) return nullptr;
+    auto it = at->find(p.path[i]);
+    if (it == at->end()) return i + 1 == n ? &kNull : nullptr;
+    at = &*it;
+  }
+  return at;
+}
+
+}  // namespace
+
 Result<Json> Expression::Evaluate(const EvalEnv& env) const {
   if (!program_) return FailedPrecondition("evaluating an empty expression");
   const detail::Program& p = *program_;
@@ -1287,6 +1362,9 @@ Result<Json> Expression::Evaluate(const EvalEnv& env) const {
       return Json(env.host->NextSequence(p.seq_entity, p.seq_rule));
     case Form::kSpel:
       break;
+  }
+  if (p.shape == detail::Program::Shape::kPath) {
+    if (const Json* v = WalkPath(p, env.root)) return *v;
   }
   Evaluator evaluator(p, env);
   Value v = evaluator.Eval(p.root, evaluator.root());
@@ -1301,6 +1379,23 @@ Result<bool> Expression::EvaluateCondition(const EvalEnv& env) const {
     return env.host != nullptr && env.host->CurrentErrorMatches(p.exception_type);
   }
   if (p.form == Form::kSequence) return InvalidArgument("a $Sequence value is not a condition");
+  switch (p.shape) {
+    case detail::Program::Shape::kPathEq:
+    case detail::Program::Shape::kPathNe:
+      if (const Json* v = WalkPath(p, env.root)) {
+        bool eq = ValuesEqual(*v, p.nodes[static_cast<std::size_t>(p.literal)].value);
+        return p.shape == detail::Program::Shape::kPathEq ? eq : !eq;
+      }
+      break;
+    case detail::Program::Shape::kPath:
+      if (const Json* v = WalkPath(p, env.root)) {
+        if (v->is_boolean()) return v->get<bool>();
+        if (v->is_null()) return false;
+      }
+      break;  // not a condition's value: the general evaluator says why
+    case detail::Program::Shape::kGeneral:
+      break;
+  }
   Evaluator evaluator(p, env);
   bool holds = evaluator.Condition(p.root, evaluator.root());
   if (evaluator.error()) return *evaluator.error();

@@ -113,6 +113,7 @@ Result<Json> ValueTemplate::Render(const EvalEnv& env) const {
     }
     case Kind::kArray: {
       Json out = Json::array();
+      out.get_ref<Json::array_t&>().reserve(elements_.size());
       for (const auto& child : elements_) {
         SAGAFLOW_ASSIGN_OR_RETURN(Json v, child.Render(env));
         out.push_back(std::move(v));

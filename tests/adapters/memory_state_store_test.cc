@@ -160,6 +160,124 @@ TEST(MemoryStateStoreTest, WriteAppliesHeaderListedExecutionsAndFlaggedContext) 
   EXPECT_THAT(loaded->executions[1].ended_at, Optional(At(11)));
 }
 
+// An Output's keys, as a flow's state defines them (only the keys matter to a store).
+engine::ContextKeys OutputKeys(std::initializer_list<std::string> keys) {
+  engine::ContextKeys out;
+  for (const auto& k : keys) out.emplace_back(k, statelang::ValueTemplate());
+  return out;
+}
+
+TEST(MemoryStateStoreTest, AWriteNamingItsContextKeysStoresThoseKeys) {
+  MemoryStateStore store;
+  InstanceRecord r = MakeRecord("i1");
+  ASSERT_THAT(store.CreateInstance(r), IsOk());
+  const engine::ContextKeys a = OutputKeys({"aResult", "aMissing"});
+  const engine::ContextKeys b = OutputKeys({"bResult"});
+
+  r.context = Json{{"orderId", "1001"}, {"aResult", true}};  // aMissing did not render
+  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false, &a}), IsOk());
+  r.context = Json{{"orderId", "1001"}, {"aResult", true}, {"bResult", Json{{"n", 1}}}};
+  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false, &b}), IsOk());
+  Result<InstanceRecord> loaded = store.LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->context, r.context);
+
+  // The keys set again, then a whole-context write (an operation's patch) replacing them.
+  r.context = Json{{"orderId", "1001"}, {"aResult", false}, {"bResult", Json{{"n", 1}}}};
+  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false, &a}), IsOk());
+  ASSERT_THAT(store.ClaimInstance(r.id, "", At(0), At(0)), IsOk());
+  loaded = store.LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->context, r.context);
+  r.context = Json{{"patched", 1}};
+  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false}), IsOk());
+  loaded = store.LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->context, (Json{{"patched", 1}}));
+}
+
+TEST(MemoryStateStoreTest, KeepsTheMostRecentlyFinishedInstancesAndEveryUnfinishedOne) {
+  // One per shard at most: with 16 shards, at most 16 finished instances stay.
+  MemoryStateStore store(MemoryStoreOptions{.max_finished = 16});
+  std::vector<InstanceRecord> records;
+  for (int i = 0; i < 200; ++i) {
+    records.push_back(MakeRecord("i" + std::to_string(i), "order_fulfill", At(i),
+                                 i % 2 == 0 ? "key-" + std::to_string(i) : ""));
+    ASSERT_THAT(store.CreateInstance(records.back()), IsOk());
+  }
+  // The even ones finish, in order; the odd ones keep running.
+  for (int i = 0; i < 200; i += 2) {
+    records[i].cursor.phase = engine::Phase::kFinished;
+    records[i].status = RunStatus::kSucceeded;
+    ASSERT_THAT(store.WriteInstance(InstanceWrite{&records[i], {}, true}), IsOk());
+  }
+  std::size_t finished_kept = 0;
+  std::size_t dropped = 0;
+  for (int i = 0; i < 200; ++i) {
+    Result<InstanceRecord> loaded = store.LoadInstance(records[i].id);
+    if (i % 2 == 1) {
+      EXPECT_THAT(loaded, IsOk()) << "unfinished instance " << i << " was dropped";
+      continue;
+    }
+    if (loaded.ok()) {
+      ++finished_kept;
+      continue;
+    }
+    // Dropped, and its business key is free for a new instance.
+    ++dropped;
+    EXPECT_THAT(loaded, StatusIs(StatusCode::kNotFound)) << i;
+    InstanceRecord again = MakeRecord("again" + std::to_string(i), "order_fulfill", At(i),
+                                      "key-" + std::to_string(i), Json{{"other", i}});
+    Result<InstanceId> created = store.CreateInstance(again);
+    ASSERT_THAT(created, IsOk()) << i;
+    EXPECT_EQ(*created, again.id) << i;
+  }
+  EXPECT_EQ(finished_kept + dropped, 100u);
+  EXPECT_LE(finished_kept, 16u);
+  EXPECT_GE(finished_kept, 1u);
+  // The most recent one is always kept.
+  EXPECT_THAT(store.LoadInstance(records[198].id), IsOk());
+  EXPECT_EQ(store.instance_count(), 100u + finished_kept + dropped);
+}
+
+TEST(MemoryStateStoreTest, AnInstanceRunningAgainIsNotDroppedForItsEarlierFinish) {
+  MemoryStateStore store(MemoryStoreOptions{.max_finished = 16});
+  InstanceRecord first = MakeRecord("first");
+  ASSERT_THAT(store.CreateInstance(first), IsOk());
+  first.cursor.phase = engine::Phase::kFinished;
+  ASSERT_THAT(store.WriteInstance(InstanceWrite{&first, {}, true}), IsOk());
+  // An operation runs it again: unfinished, it must stay however many others finish.
+  first.cursor.phase = engine::Phase::kForward;
+  ASSERT_THAT(store.WriteInstance(InstanceWrite{&first, {}, true}), IsOk());
+  for (int i = 0; i < 300; ++i) {
+    InstanceRecord r = MakeRecord("other" + std::to_string(i));
+    r.cursor.phase = engine::Phase::kFinished;
+    ASSERT_THAT(store.CreateInstance(r), IsOk());  // created finished (a flow with no task)
+  }
+  EXPECT_THAT(store.LoadInstance(first.id), IsOk());
+  EXPECT_LE(store.instance_count(), 17u);
+}
+
+TEST(MemoryStateStoreTest, KeepingNoFinishedInstanceDropsThemAtOnce) {
+  MemoryStateStore store(MemoryStoreOptions{.max_finished = 0});
+  InstanceRecord r = MakeRecord("i1");
+  ASSERT_THAT(store.CreateInstance(r), IsOk());
+  r.cursor.phase = engine::Phase::kFinished;
+  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true}), IsOk());
+  EXPECT_THAT(store.LoadInstance(r.id), StatusIs(StatusCode::kNotFound));
+  EXPECT_EQ(store.instance_count(), 0u);
+}
+
+TEST(MemoryStateStoreTest, KeepingEverythingDropsNothing) {
+  MemoryStateStore store(MemoryStoreOptions{.max_finished = std::nullopt});
+  for (int i = 0; i < 50'000; ++i) {
+    InstanceRecord r = MakeRecord("i" + std::to_string(i));
+    r.cursor.phase = engine::Phase::kFinished;
+    ASSERT_THAT(store.CreateInstance(r), IsOk());
+  }
+  EXPECT_EQ(store.instance_count(), 50'000u);
+}
+
 TEST(MemoryStateStoreTest, LaterWritesChangeOnlyAnExecutionsProgress) {
   MemoryStateStore store;
   InstanceRecord r = MakeRecord("i1");

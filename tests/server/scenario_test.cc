@@ -479,7 +479,8 @@ class MockSetTest : public ::testing::Test {
     const TaskFn* fn = registry_.Find(TaskName(name));
     EXPECT_NE(fn, nullptr) << name << " is not registered";
     if (fn == nullptr) return Json("<not registered>");
-    TaskContext ctx(instance_, state_, 1, key_, std::nullopt, stop_.get_token());
+    const std::stop_token token = stop_.get_token();
+    TaskContext ctx(instance_, state_, 1, key_, std::nullopt, token);
     Json result;
     TaskFailure failure;
     if (!InvokeTask(*fn, ctx, args, result, failure)) {

@@ -655,6 +655,42 @@ TEST(ExpressionTest, NonBooleanConditionIsAnError) {
   EXPECT_THAT(Condition("[items]"), FailsAtColumn(1, HasSubstr("found a list")));
 }
 
+// Paths of map keys, alone or compared with a literal, are answered by a fast path; these pin
+// that it agrees with the general evaluator, errors included.
+TEST(ExpressionTest, PathComparedWithALiteralAgreesWithTheGeneralRules) {
+  EXPECT_THAT(Condition("[order].id == 'o-1'"), HoldsBool(true));
+  EXPECT_THAT(Condition("'o-1' == [order].id"), HoldsBool(true));
+  EXPECT_THAT(Condition("[order].id != 'o-1'"), HoldsBool(false));
+  EXPECT_THAT(Condition("[a] == 5.0"), HoldsBool(true));  // numbers compare across types
+  EXPECT_THAT(Condition("[missing] == null"), HoldsBool(true));
+  EXPECT_THAT(Condition("[order].missing != null"), HoldsBool(false));
+  EXPECT_THAT(Condition("[missing].x == 1"), FailsAtColumn(11, HasSubstr("of null")));
+  EXPECT_THAT(Condition("[a].x == 1"), FailsAtColumn(5, HasSubstr("of an integer")));
+  EXPECT_THAT(Condition("[missing]?.x == null"), HoldsBool(true));
+  EXPECT_THAT(Eval("[order].customer.vip == true"), HoldsValue(true));
+  EXPECT_THAT(Eval("[order].customer.vip != true"), HoldsValue(false));
+}
+
+TEST(ExpressionTest, RootComparedWithALiteral) {
+  for (const auto& [root, holds] :
+       std::vector<std::pair<Json, bool>>{{true, true}, {false, false}, {nullptr, false},
+                                          {Json::object(), false}, {1, false}}) {
+    EXPECT_THAT(Condition("#root == true", root), HoldsBool(holds)) << root.dump();
+    EXPECT_THAT(Condition("#root != true", root), HoldsBool(!holds)) << root.dump();
+  }
+  auto e = Expression::Compile("#root == true");
+  ASSERT_THAT(e, IsOk());
+  EXPECT_THAT(e->EvaluateCondition(EvalEnv{}), HoldsBool(false));  // no root: null
+}
+
+TEST(ExpressionTest, APathValueIsACopyOfWhatItReaches) {
+  EXPECT_THAT(Eval("[order].customer"), HoldsValue(Json{{"name", "Ann"}, {"vip", true}}));
+  EXPECT_THAT(EvalDollar("$.[order].total"), HoldsValue(120.5));
+  EXPECT_THAT(EvalDollar("$.#root", Json(7)), HoldsValue(7));
+  EXPECT_THAT(Condition("[order].customer.vip"), HoldsBool(true));
+  EXPECT_THAT(Condition("[order].id"), FailsAtColumn(9, HasSubstr("found a string")));
+}
+
 TEST(ExpressionTest, EmptyExpressionCannotBeEvaluated) {
   Expression e;
   EXPECT_THAT(e.Evaluate(EvalEnv{}), StatusIs(StatusCode::kFailedPrecondition));

@@ -58,7 +58,8 @@ class TaskRegistryTest : public ::testing::Test {
     const TaskFn* fn = registry_.Find(TaskName(name));
     EXPECT_NE(fn, nullptr) << name;
     if (fn == nullptr) return {};
-    TaskContext ctx(instance_, state_, attempt, key_, std::nullopt, stop_.get_token());
+    const std::stop_token token = stop_.get_token();
+    TaskContext ctx(instance_, state_, attempt, key_, std::nullopt, token);
     Outcome out;
     out.ok = InvokeTask(*fn, ctx, args, out.result, out.failure);
     return out;
@@ -265,7 +266,8 @@ TEST_F(TaskRegistryTest, ReplacingARegistrationKeepsFoundPointerValid) {
   registry_.add("demoService.foo", [](const Json&) { return std::string("new"); });
   EXPECT_EQ(registry_.Find(TaskName("demoService.foo")), before);
 
-  TaskContext ctx(instance_, state_, 1, key_, std::nullopt, stop_.get_token());
+  const std::stop_token token = stop_.get_token();
+  TaskContext ctx(instance_, state_, 1, key_, std::nullopt, token);
   Json result;
   TaskFailure failure;
   ASSERT_TRUE(InvokeTask(*before, ctx, Json::array({"ignored"}), result, failure))
@@ -285,7 +287,8 @@ TEST(TaskContextTest, ExposesTheStepItRuns) {
   std::string key = "01JTESTINSTANCE00000000000:WmsService:1";
   std::stop_source stop;
   TimePoint deadline(std::chrono::seconds(1234));
-  TaskContext ctx(id, state, 3, key, deadline, stop.get_token());
+  const std::stop_token token = stop.get_token();
+  TaskContext ctx(id, state, 3, key, deadline, token);
   EXPECT_EQ(ctx.instance_id(), id);
   EXPECT_EQ(ctx.state_name(), state);
   EXPECT_EQ(ctx.attempt(), 3);

@@ -10,39 +10,53 @@ using engine::InstanceRecord;
 
 namespace {
 
-std::atomic<std::uint64_t> next_generation{1};
-
-// The last record this thread wrote. Records are never removed and unordered_map nodes never
-// move, so the pointer stays valid as long as the store with that generation lives.
-struct LastWritten {
-  std::uint64_t generation = 0;
-  void* shard = nullptr;
-  InstanceRecord* record = nullptr;
-};
-thread_local LastWritten last_written;
+std::size_t PerShard(const MemoryStoreOptions& options, std::size_t shards) {
+  if (!options.max_finished) return 0;
+  return (*options.max_finished + shards - 1) / shards;
+}
 
 }  // namespace
 
-MemoryStateStore::MemoryStateStore() : generation_(next_generation.fetch_add(1)) {}
-
-std::pair<MemoryStateStore::Shard*, InstanceRecord*> MemoryStateStore::Locate(
-    const InstanceId& id) {
-  if (last_written.generation == generation_ && last_written.record->id == id) {
-    return {static_cast<Shard*>(last_written.shard), last_written.record};
-  }
-  Shard& shard = ShardFor(id);
-  std::lock_guard lock(shard.mu);
-  auto it = shard.instances.find(id);
-  if (it == shard.instances.end()) return {nullptr, nullptr};
-  last_written = LastWritten{generation_, &shard, &it->second};
-  return {&shard, &it->second};
-}
+MemoryStateStore::MemoryStateStore(MemoryStoreOptions options)
+    : options_(options), max_finished_per_shard_(PerShard(options, kShards)) {}
 
 MemoryStateStore::Shard& MemoryStateStore::ShardFor(const InstanceId& id) {
   return shards_[std::hash<InstanceId>{}(id) % kShards];
 }
 const MemoryStateStore::Shard& MemoryStateStore::ShardFor(const InstanceId& id) const {
   return shards_[std::hash<InstanceId>{}(id) % kShards];
+}
+
+std::vector<MemoryStateStore::DroppedKey> MemoryStateStore::AfterWrite(Shard& shard,
+                                                                       Entry& entry) {
+  std::vector<DroppedKey> dropped;
+  if (!entry.record.finished()) {
+    entry.finished_seq = 0;  // running again (an operation): its old entry is stale
+    return dropped;
+  }
+  if (entry.finished_seq != 0) return dropped;  // already counted
+  entry.finished_seq = shard.next_seq++;
+  shard.finished.emplace_back(entry.record.id, entry.finished_seq);
+  if (!options_.max_finished) return dropped;
+  while (shard.finished.size() > max_finished_per_shard_) {
+    auto [id, seq] = std::move(shard.finished.front());
+    shard.finished.pop_front();
+    auto it = shard.instances.find(id);
+    if (it == shard.instances.end() || it->second.finished_seq != seq) continue;  // stale
+    const InstanceRecord& r = it->second.record;
+    if (!r.business_key.empty()) dropped.push_back({r.flow_name, r.business_key, r.id});
+    shard.instances.erase(it);
+  }
+  return dropped;
+}
+
+void MemoryStateStore::FreeKeys(const std::vector<DroppedKey>& keys) {
+  if (keys.empty()) return;
+  std::lock_guard lock(meta_mu_);
+  for (const DroppedKey& k : keys) {
+    auto it = business_keys_.find({k.flow, k.key});
+    if (it != business_keys_.end() && it->second == k.id) business_keys_.erase(it);
+  }
 }
 
 Status MemoryStateStore::SaveDefinition(const DefinitionRecord& def) {
@@ -69,6 +83,11 @@ Result<InstanceId> MemoryStateStore::CreateInstance(const InstanceRecord& record
     if (!inserted) {
       InstanceId existing = it->second;
       auto found = LoadInstance(existing);
+      if (!found.ok() && found.status().code() == StatusCode::kNotFound) {
+        // Dropped by retention a moment ago, its key not freed yet: the key is free.
+        it->second = record.id;
+        return Insert(record);
+      }
       if (!found.ok()) return found.status();
       if (found->input != record.input) {
         return Conflict("business key '" + record.business_key + "' of flow '" + record.flow_name +
@@ -85,19 +104,44 @@ Result<InstanceId> MemoryStateStore::CreateInstance(const InstanceRecord& record
 
 Result<InstanceId> MemoryStateStore::Insert(const InstanceRecord& record) {
   Shard& shard = ShardFor(record.id);
-  std::lock_guard lock(shard.mu);
-  if (!shard.instances.emplace(record.id, record).second) {
-    return AlreadyExists("instance " + record.id.str() + " already exists");
+  std::vector<DroppedKey> dropped;
+  {
+    std::lock_guard lock(shard.mu);
+    auto [it, inserted] = shard.instances.try_emplace(record.id, Entry{record, 0});
+    if (!inserted) return AlreadyExists("instance " + record.id.str() + " already exists");
+    dropped = AfterWrite(shard, it->second);  // a flow may finish in its first step
   }
+  FreeKeys(dropped);
   return record.id;
 }
 
 Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
   const InstanceRecord& src = *write.record;
-  auto [shard, found] = Locate(src.id);
-  if (!found) return NotFound("instance " + src.id.str() + " not found");
-  std::lock_guard lock(shard->mu);
-  InstanceRecord& dst = *found;
+  Shard& shard = ShardFor(src.id);
+  std::vector<DroppedKey> dropped;
+  {
+    std::lock_guard lock(shard.mu);
+    auto found = shard.instances.find(src.id);
+    if (found == shard.instances.end()) return NotFound("instance " + src.id.str() + " not found");
+    SAGAFLOW_RETURN_IF_ERROR(Apply(write, found->second));
+    if (write.header) dropped = AfterWrite(shard, found->second);
+  }
+  FreeKeys(dropped);
+  return Status::Ok();
+}
+
+InstanceRecord MemoryStateStore::Entry::Read() const {
+  InstanceRecord out = record;
+  if (overlay.is_object()) {
+    Json& context = out.context.Mutable();
+    for (auto it = overlay.begin(); it != overlay.end(); ++it) context[it.key()] = it.value();
+  }
+  return out;
+}
+
+Status MemoryStateStore::Apply(const engine::InstanceWrite& write, Entry& entry) {
+  const InstanceRecord& src = *write.record;
+  InstanceRecord& dst = entry.record;
   if (dst.owner != src.owner) {
     return FailedPrecondition("lease lost: instance " + src.id.str() + " is now owned by '" +
                               dst.owner + "'");
@@ -114,7 +158,15 @@ Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
   dst.compensation_status = src.compensation_status;
   dst.updated_at = src.updated_at;
   dst.cursor = src.cursor;
-  if (write.context_changed) dst.context = src.context;
+  if (write.context_changed && write.context_keys != nullptr && src.context->is_object()) {
+    for (const auto& [key, value] : *write.context_keys) {
+      auto it = src.context->find(key);
+      if (it != src.context->end()) entry.overlay[key] = *it;
+    }
+  } else if (write.context_changed) {
+    dst.context = src.context;  // shared, not copied
+    entry.overlay = nullptr;
+  }
   const std::size_t known = dst.executions.size();
   if (known < src.executions.size()) {
     if (dst.executions.capacity() < src.executions.capacity()) {
@@ -149,7 +201,7 @@ Result<InstanceRecord> MemoryStateStore::LoadInstance(const InstanceId& id) {
   std::lock_guard lock(shard.mu);
   auto it = shard.instances.find(id);
   if (it == shard.instances.end()) return NotFound("no instance " + id.str());
-  return it->second;
+  return it->second.Read();
 }
 
 Result<std::vector<engine::InstanceSummary>> MemoryStateStore::ListInstances(
@@ -157,7 +209,8 @@ Result<std::vector<engine::InstanceSummary>> MemoryStateStore::ListInstances(
   std::vector<engine::InstanceSummary> out;
   for (const Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
-    for (const auto& [id, r] : shard.instances) {
+    for (const auto& [id, entry] : shard.instances) {
+      const InstanceRecord& r = entry.record;
       if (filter.status && r.status != *filter.status) continue;
       if (!filter.flow_name.empty() && r.flow_name != filter.flow_name) continue;
       out.push_back(engine::InstanceSummary{r.id, r.flow_name, r.flow_version, r.business_key,
@@ -179,7 +232,8 @@ Result<std::vector<InstanceId>> MemoryStateStore::ClaimExpired(const std::string
   std::vector<std::pair<TimePoint, InstanceId>> expired;
   for (const Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
-    for (const auto& [id, r] : shard.instances) {
+    for (const auto& [id, entry] : shard.instances) {
+      const InstanceRecord& r = entry.record;
       if (!r.finished() && r.lease_until <= now) expired.emplace_back(r.lease_until, id);
     }
   }
@@ -189,7 +243,7 @@ Result<std::vector<InstanceId>> MemoryStateStore::ClaimExpired(const std::string
     if (claimed.size() == limit) break;
     Shard& shard = ShardFor(id);
     std::lock_guard lock(shard.mu);
-    InstanceRecord& r = shard.instances.at(id);
+    InstanceRecord& r = shard.instances.at(id).record;
     // Another claimer may have taken it since it was listed.
     if (r.finished() || r.lease_until > now) continue;
     r.owner = owner;
@@ -206,14 +260,14 @@ Result<InstanceRecord> MemoryStateStore::ClaimInstance(const InstanceId& id,
   std::lock_guard lock(shard.mu);
   auto it = shard.instances.find(id);
   if (it == shard.instances.end()) return NotFound("no instance " + id.str());
-  InstanceRecord& r = it->second;
+  InstanceRecord& r = it->second.record;
   if (r.owner != owner && r.lease_until > now) {
     return FailedPrecondition("instance " + id.str() + " is leased by '" + r.owner +
                               "' until " + FormatTime(r.lease_until));
   }
   r.owner = owner;
   r.lease_until = lease_until;
-  return r;
+  return it->second.Read();
 }
 
 Result<std::size_t> MemoryStateStore::RenewLeases(const std::string& owner, TimePoint now,
@@ -221,7 +275,8 @@ Result<std::size_t> MemoryStateStore::RenewLeases(const std::string& owner, Time
   std::size_t n = 0;
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
-    for (auto& [id, r] : shard.instances) {
+    for (auto& [id, entry] : shard.instances) {
+      InstanceRecord& r = entry.record;
       if (!r.finished() && r.owner == owner && r.lease_until > now) {
         r.lease_until = lease_until;
         ++n;
@@ -236,7 +291,8 @@ Result<engine::UnfinishedSummary> MemoryStateStore::Unfinished(const std::string
   engine::UnfinishedSummary out;
   for (const Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
-    for (const auto& [id, r] : shard.instances) {
+    for (const auto& [id, entry] : shard.instances) {
+      const InstanceRecord& r = entry.record;
       if (r.finished()) continue;
       ++out.unfinished;
       if (r.owner != owner && r.lease_until > now) {

@@ -157,9 +157,8 @@ class Executor {
     bool operator>(const Timer& o) const { return due != o.due ? due > o.due : seq > o.seq; }
   };
 
-  Result<std::shared_ptr<const Flow>> FlowFor(
-      const std::shared_ptr<const statelang::StateMachine>& machine);
-  Result<std::shared_ptr<const Flow>> FlowForRecord(const InstanceRecord& record);
+  Result<const Flow*> FlowFor(const std::shared_ptr<const statelang::StateMachine>& machine);
+  Result<const Flow*> FlowForRecord(const InstanceRecord& record);
   void Enqueue(Work work);
   void AddTimer(TimePoint due, Work work);
   void WorkerLoop(std::stop_token stop, std::size_t worker);
@@ -206,11 +205,16 @@ class Executor {
   const Clock& clock_;
   Interpreter interpreter_;
   std::stop_source stop_source_;
+  const std::stop_token stop_token_;  // of stop_source_, lent to every task's context
+  const std::uint64_t generation_;    // tells this executor from one that lived at its address
 
+  // Flows live as long as the executor: instances refer to them by plain pointer.
   mutable std::mutex flows_mu_;
-  std::unordered_map<std::string, std::shared_ptr<const Flow>> flows_;  // name + "\n" + hash
+  std::unordered_map<std::string, std::unique_ptr<const Flow>> flows_;  // name + "\n" + hash
   // The same flows by the address of the machine callers pass, for the start path.
-  std::unordered_map<const statelang::StateMachine*, std::shared_ptr<const Flow>> flows_by_machine_;
+  std::unordered_map<const statelang::StateMachine*, const Flow*> flows_by_machine_;
+  // Machines compiled again from a known definition: kept alive while their address is a key.
+  std::vector<std::shared_ptr<const statelang::StateMachine>> machines_;
 
   // Instances in this executor, spread over shards so that threads starting and finishing
   // different instances rarely contend. A Live's waiters are guarded by its shard's mutex.
@@ -226,17 +230,22 @@ class Executor {
   // work a worker creates (the next instance an on_finished hook starts) stays on that worker's
   // own queue, so that an instance is allocated, driven and freed on one thread. An idle worker
   // takes from the shared queue, then from the others' queues.
-  struct WorkerQueue {
+  //
+  // Each queue keeps its size in its own cache line, so that workers busy with their own
+  // queues share no counter.
+  struct alignas(64) WorkerQueue {
     std::mutex mu;
     std::deque<Work> work;
+    std::atomic<std::size_t> size{0};  // work.size(), readable without the mutex
   };
   bool TakeWork(std::size_t worker, Work& out);
+  bool AnyQueued() const;
   std::mutex ready_mu_;
   std::condition_variable ready_cv_;
   std::deque<Work> ready_;
+  std::atomic<std::size_t> ready_size_{0};  // ready_.size(), readable without the mutex
   std::vector<std::unique_ptr<WorkerQueue>> worker_queues_;
-  std::atomic<std::size_t> queued_{0};  // items in all queues
-  std::atomic<int> idle_workers_{0};
+  alignas(64) std::atomic<int> idle_workers_{0};
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;

@@ -32,6 +32,9 @@ struct Step {
   // The context must be written: a task's Output or an operation changed it, or the run or
   // operation ended.
   bool context_changed = false;
+  // When set (with context_changed), the context differs from the one written last in these
+  // keys only (one task's Output); null when any part of it may differ.
+  const ContextKeys* context_keys = nullptr;
 };
 
 // How a task invocation ended.

@@ -90,6 +90,10 @@ struct StateExecution {
   std::optional<TimePoint> ended_at;
 };
 
+// The context keys a task's Output sets, as its state defines them (the flow's definition
+// outlives every instance of it).
+using ContextKeys = std::vector<std::pair<std::string, statelang::ValueTemplate>>;
+
 enum class Phase { kForward, kCompensating, kFinished };
 
 // Where the interpreter is in an instance; persisted with it so that a run can resume.

@@ -39,11 +39,17 @@ struct DefinitionRecord {
 // the end of a run), so that the stored context is always the one the cursor continues
 // from: an instance taken over after a crash resumes from what is stored, with nothing to
 // re-evaluate (re-rendering Output could issue new `$Sequence` values).
+//
+// With context_changed, `context_keys` may name the only keys in which the context differs from
+// the one written last (a task's Output set them; a key the Output could not render is
+// missing from record.context and was missing before): a store may apply those instead of the
+// whole context.
 struct InstanceWrite {
   const InstanceRecord* record = nullptr;
   ExecutionIds executions;  // ids of executions created or changed
   bool context_changed = false;
   bool header = true;
+  const ContextKeys* context_keys = nullptr;
 };
 
 struct InstanceFilter {

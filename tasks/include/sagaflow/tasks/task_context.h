@@ -9,18 +9,19 @@
 
 namespace sagaflow {
 
-// What a task knows about the step it is running. Valid only during the call.
+// What a task knows about the step it is running. Valid only during the call; it refers to
+// what it is built from (the stop token included) rather than copying it.
 class TaskContext {
  public:
   TaskContext(const InstanceId& instance_id, const StateName& state_name, int attempt,
               const std::string& idempotency_key, std::optional<TimePoint> deadline,
-              std::stop_token stop)
+              const std::stop_token& stop)
       : instance_id_(instance_id),
         state_name_(state_name),
         attempt_(attempt),
         idempotency_key_(idempotency_key),
         deadline_(deadline),
-        stop_(std::move(stop)) {}
+        stop_(stop) {}
 
   const InstanceId& instance_id() const { return instance_id_; }
   const StateName& state_name() const { return state_name_; }
@@ -42,7 +43,7 @@ class TaskContext {
   int attempt_;
   const std::string& idempotency_key_;
   std::optional<TimePoint> deadline_;
-  std::stop_token stop_;
+  const std::stop_token& stop_;
 };
 
 }  // namespace sagaflow

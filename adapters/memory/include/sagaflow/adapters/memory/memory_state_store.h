@@ -1,8 +1,11 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -10,12 +13,25 @@
 
 namespace sagaflow::adapters {
 
+struct MemoryStoreOptions {
+  // How many finished instances to keep, the most recently finished ones; nullopt keeps them
+  // all. Unfinished instances are always kept. An engine embedded in a long-running service
+  // would otherwise grow without end; the durable stores are where history is kept.
+  std::optional<std::size_t> max_finished = kDefaultMaxFinished;
+  static constexpr std::size_t kDefaultMaxFinished = 10'000;
+};
+
 // A StateStore in process memory: the embedded store of `simulate` and `bench`, and the
 // reference the durable adapters are tested against. Nothing survives the process. Thread-safe;
 // instances are spread over shards so that writers of different instances rarely contend.
+//
+// Retention: once more than options.max_finished instances are finished, the oldest finished
+// ones are dropped (the bound is kept per shard, so it holds to within kShards instances). A
+// dropped instance is gone for every method (LoadInstance says kNotFound) and its business key
+// is free again.
 class MemoryStateStore final : public engine::StateStore {
  public:
-  MemoryStateStore();
+  explicit MemoryStateStore(MemoryStoreOptions options = {});
 
   Status SaveDefinition(const engine::DefinitionRecord& def) override;
   Result<engine::DefinitionRecord> LoadDefinition(const std::string& name,
@@ -33,24 +49,50 @@ class MemoryStateStore final : public engine::StateStore {
                                   TimePoint lease_until) override;
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override;
 
+  // Instances held, finished or not.
   std::size_t instance_count() const;
 
  private:
   static constexpr std::size_t kShards = 16;
+  struct Entry {
+    engine::InstanceRecord record;
+    std::uint64_t finished_seq = 0;  // its entry in Shard::finished, 0 while unfinished
+    // Context keys written since record.context was (an object, or null for none): a step's
+    // Output is kept as its keys, so that the record's context stays shared with the engine's
+    // copy rather than copied whole at every step.
+    Json overlay;
+    // The record as a reader sees it: the overlay applied to its context.
+    engine::InstanceRecord Read() const;
+  };
   struct Shard {
     mutable std::mutex mu;
-    std::unordered_map<InstanceId, engine::InstanceRecord> instances;
+    std::unordered_map<InstanceId, Entry> instances;
+    // Finished instances, oldest first, with the finished_seq they had then (an instance an
+    // operation ran again is finished anew, with a new number; its old entry is stale).
+    std::deque<std::pair<InstanceId, std::uint64_t>> finished;
+    std::uint64_t next_seq = 1;
   };
   Shard& ShardFor(const InstanceId& id);
   const Shard& ShardFor(const InstanceId& id) const;
   // Adds `record` to its shard; kAlreadyExists when the id is taken.
   Result<InstanceId> Insert(const engine::InstanceRecord& record);
-  // The stored record of `id` and its shard, or nulls. Remembers the last record each thread
-  // wrote, since an instance's steps are written one after another by the same thread.
-  std::pair<Shard*, engine::InstanceRecord*> Locate(const InstanceId& id);
+  // The business keys of dropped instances, to free once the shard's lock is released.
+  struct DroppedKey {
+    std::string flow;
+    std::string key;
+    InstanceId id;
+  };
+  // Records that `entry` (in `shard`, locked) may have finished, and drops the oldest finished
+  // instances beyond the shard's share of max_finished (`entry` itself, when none is kept: do
+  // not use it afterwards).
+  std::vector<DroppedKey> AfterWrite(Shard& shard, Entry& entry);
+  void FreeKeys(const std::vector<DroppedKey>& keys);
+  // Applies `write` to the stored record `dst` (its shard locked); kFailedPrecondition when the
+  // lease is lost.
+  static Status Apply(const engine::InstanceWrite& write, Entry& dst);
 
-  // Distinguishes this store from any other that lived at the same address (for the cache).
-  const std::uint64_t generation_;
+  const MemoryStoreOptions options_;
+  const std::size_t max_finished_per_shard_;
 
   std::array<Shard, kShards> shards_;
 
