@@ -86,9 +86,23 @@ Json ToRuntimeJson(const OrderedJson& value) {
   return nullptr;
 }
 
-const Json& SharedJson::Null() {
-  static const Json kNull;
-  return kNull;
+namespace {
+
+void ReleaseAt(Json& value, int depth) {
+  if (depth >= kReleaseDepth) return;
+  if (value.is_object()) {
+    auto& members = value.get_ref<Json::object_t&>();
+    for (auto& [key, member] : members) ReleaseAt(member, depth + 1);
+    members.clear();
+  } else if (value.is_array()) {
+    auto& elements = value.get_ref<Json::array_t&>();
+    for (auto& element : elements) ReleaseAt(element, depth + 1);
+    elements.clear();
+  }
 }
+
+}  // namespace
+
+void ReleaseJson(Json& value) { ReleaseAt(value, 0); }
 
 }  // namespace sagaflow

@@ -175,6 +175,7 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
               {"instances_per_s", static_cast<double>(args.instances) / seconds},
               {"task_calls_per_s", static_cast<double>(calls) / seconds},
               {"statuses", statuses}};
+  if (StoreUrl(args.store) == "memory") out["retain"] = args.store.retain;
   if (auto* durable = dynamic_cast<adapters::SociStateStore*>(&store)) {
     adapters::GroupCommitStats stats = durable->stats();
     if (StoreUrl(args.store).rfind("sqlite:", 0) == 0) out["durability"] = args.store.durability;

@@ -87,8 +87,8 @@ int run(int argc, char** argv, TaskRegistry& registry) {
   bench->add_option("--durability", bench_args.store.durability, "SQLite: full or normal")
       ->check(CLI::IsMember({"full", "normal"}));
   bench->add_option("--retain", bench_args.store.retain,
-                    "memory: finished instances kept, the most recent ('all', or a count; "
-                    "default " + bench_args.store.retain + ")");
+                    "memory: finished instances to keep, the most recent ('all', or a count; "
+                    "default 0: nothing reads them once the benchmark ends)");
 
   RunArgs run_args;
   auto* run_cmd = app.add_subcommand("run", "Start one instance of a flow, durably, and print it");

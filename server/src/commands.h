@@ -4,7 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "sagaflow/adapters/memory/memory_state_store.h"
 #include "sagaflow/common/json.h"
 #include "sagaflow/engine/executor.h"
 #include "sagaflow/engine/records.h"
@@ -18,7 +17,7 @@ struct StoreArgs {
   std::string url;                  // "" for the default (SAGAFLOW_DB, else sqlite:sagaflow.db)
   std::string durability = "full";  // SQLite: full or normal
   // memory: how many finished instances to keep ("all", or a count)
-  std::string retain = std::to_string(adapters::MemoryStoreOptions::kDefaultMaxFinished);
+  std::string retain = "0";
 };
 
 struct SimulateArgs {

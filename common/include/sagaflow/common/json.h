@@ -32,30 +32,44 @@ std::string JsonErrorMessage(const std::exception& e);
 // Converts a definition value into a runtime value (key order is dropped).
 Json ToRuntimeJson(const OrderedJson& value);
 
+// Releases a JSON value's children from the leaves up, so that destroying it allocates nothing
+// (nlohmann::json flattens a container onto a heap-allocated stack when it is destroyed, to
+// bound recursion; values are destroyed at every step of every instance). Recursion is limited
+// to kReleaseDepth levels; anything deeper is left to nlohmann's own destruction.
+void ReleaseJson(Json& value);
+inline constexpr int kReleaseDepth = 64;
+
 // A JSON value shared by reference, copied on write: copying a SharedJson does not copy the
 // value; Mutable() copies it first if anyone else shares it. Used for values that several owners
 // read (an execution's arguments and result, an instance's input and context), so that a store
-// keeping its own copy of a record does not deep-copy them.
+// keeping its own copy of a record does not deep-copy them. Scalars other than strings (null,
+// booleans, numbers: most task results) are held inline, with no allocation.
 //
 // Thread-safe to copy and read. Mutable() must not race with reads of the same SharedJson
 // object (other copies are unaffected: they keep the old value).
 class SharedJson {
  public:
   SharedJson() = default;  // null
-  SharedJson(Json value)   // NOLINT(google-explicit-constructor): a value becomes shared
-      : value_(value.is_null() ? nullptr : std::make_shared<Json>(std::move(value))) {}
+  SharedJson(Json value) {  // NOLINT(google-explicit-constructor): a value becomes shared
+    if (IsInline(value)) {
+      inline_ = std::move(value);
+    } else {
+      value_ = std::make_shared<Holder>(std::move(value));
+    }
+  }
 
   // The value for writing, unshared first when other copies refer to it.
   Json& Mutable() {
     if (!value_) {
-      value_ = std::make_shared<Json>();
+      value_ = std::make_shared<Holder>(std::move(inline_));
+      inline_ = nullptr;
     } else if (value_.use_count() > 1) {
-      value_ = std::make_shared<Json>(*value_);
+      value_ = std::make_shared<Holder>(value_->value);
     }
-    return *value_;
+    return value_->value;
   }
 
-  const Json& get() const { return value_ ? *value_ : Null(); }
+  const Json& get() const { return value_ ? value_->value : inline_; }
   operator const Json&() const { return get(); }  // NOLINT(google-explicit-constructor)
   const Json& operator*() const { return get(); }
   const Json* operator->() const { return &get(); }
@@ -71,8 +85,18 @@ class SharedJson {
   friend std::ostream& operator<<(std::ostream& out, const SharedJson& v) { return out << v.get(); }
 
  private:
-  static const Json& Null();
-  std::shared_ptr<Json> value_;
+  struct Holder {
+    explicit Holder(Json v) : value(std::move(v)) {}
+    ~Holder() { ReleaseJson(value); }
+    Holder(const Holder&) = delete;
+    Holder& operator=(const Holder&) = delete;
+    Json value;
+  };
+  static bool IsInline(const Json& v) {
+    return v.is_null() || v.is_boolean() || v.is_number();
+  }
+  Json inline_;  // when value_ is null: a scalar other than a string (or null)
+  std::shared_ptr<Holder> value_;
 };
 
 }  // namespace sagaflow
