@@ -47,6 +47,8 @@ struct Executor::Live {
   Duration write_backoff{};
   // The next write must store the whole header: a run, an operation or a resume began.
   bool header_dirty = true;
+  // How many of record.executions the store has (the first ones: executions are appended).
+  int stored_executions = 0;
   std::vector<std::shared_ptr<Waiter>> waiters;  // guarded by the shard's mutex
 };
 
@@ -271,6 +273,7 @@ void Executor::DecideFirstStep(Live& live) {
 }
 
 void Executor::Launch(std::shared_ptr<Live> live) {
+  live->stored_executions = static_cast<int>(live->record.executions.size());
   {
     LiveShard& shard = ShardFor(live->record.id);
     std::lock_guard lock(shard.mu);
@@ -414,6 +417,7 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
     return claimed.status();
   }
   live->record = std::move(claimed).value();
+  live->stored_executions = static_cast<int>(live->record.executions.size());
   auto flow = FlowForRecord(live->record);
   Result<Step> first = flow.status();
   if (flow.ok()) {
@@ -473,6 +477,7 @@ Status Executor::ResumeWith(const InstanceId& id,
     return loaded.status();
   }
   live->record = std::move(loaded).value();
+  live->stored_executions = static_cast<int>(live->record.executions.size());
   if (live->record.owner != options_.owner) {
     unreserve();
     return FailedPrecondition("instance " + id.str() + " is now owned by '" +
@@ -710,12 +715,13 @@ bool Executor::PrepareWrite(Live& live, const Step& step, TimePoint now) const {
 
 Status Executor::Persist(Live& live, const Step& step, TimePoint now) {
   const bool header = PrepareWrite(live, step, now);
-  Status s = store_.WriteInstance(
-      InstanceWrite{&live.record, step.changed_executions, step.context_changed, header,
-                    step.context_keys});
+  Status s = store_.WriteInstance(InstanceWrite{&live.record, step.changed_executions,
+                                                step.context_changed, header, step.context_keys,
+                                                live.stored_executions});
   if (s.ok()) {
     live.write_backoff = Duration::zero();
     live.header_dirty = false;
+    live.stored_executions = static_cast<int>(live.record.executions.size());
   }
   return s;
 }
@@ -755,7 +761,7 @@ void Executor::Submit(std::shared_ptr<Live> live, Step step, TimePoint now) {
   BeginAsync();
   store_.WriteInstanceAsync(
       InstanceWrite{&l.record, l.pending->changed_executions, l.pending->context_changed, header,
-                    l.pending->context_keys},
+                    l.pending->context_keys, l.stored_executions},
       [this, live = std::move(live)](Status status) mutable {
         OnWritten(std::move(live), std::move(status));
         EndAsync();
@@ -766,6 +772,7 @@ void Executor::OnWritten(std::shared_ptr<Live> live, Status status) {
   if (status.ok()) {
     live->write_backoff = Duration::zero();
     live->header_dirty = false;
+    live->stored_executions = static_cast<int>(live->record.executions.size());
     return Enqueue(Work{std::move(live), Event::kStored});
   }
   switch (Refused(*live, status)) {

@@ -353,6 +353,49 @@ TEST_P(SociStateStoreTest, AWriteListingAnExecutionTheRecordLacksIsRefused) {
   EXPECT_THAT(store->LoadInstance(misnumbered.id), StatusIs(StatusCode::kNotFound));
 }
 
+TEST_P(SociStateStoreTest, StoredExecutionsGetTheirProgressUpdatedInPlace) {
+  std::unique_ptr<SociStateStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  InstanceRecord r = MakeRecord("i1");
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  ASSERT_THAT(store->CreateInstance(r), IsOk());
+
+  // Execution 0 is stored (the hint says so): its progress changes; execution 1 is new.
+  r.executions[0].status = RunStatus::kSucceeded;
+  r.executions[0].output = Json{{"done", true}};
+  r.executions[0].ended_at = TimePoint(std::chrono::seconds(1'700'000'005));
+  r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
+  InstanceWrite write{&r, {0, 1}, false};
+  write.stored_executions = 1;
+  ASSERT_THAT(store->WriteInstance(write), IsOk());
+
+  // Execution 1 said to be stored although no write ever stored it: inserted whole.
+  InstanceRecord other = MakeRecord("i2");
+  ASSERT_THAT(store->CreateInstance(other), IsOk());
+  other.executions.push_back(MakeExecution(0, "C", Json::array({"c"})));
+  other.executions[0].status = RunStatus::kFailed;
+  InstanceWrite wrong{&other, {0}, false};
+  wrong.stored_executions = 1;
+  ASSERT_THAT(store->WriteInstance(wrong), IsOk());
+
+  Result<InstanceRecord> loaded = store->LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  ASSERT_EQ(loaded->executions.size(), 2u);
+  EXPECT_EQ(loaded->executions[0].status, RunStatus::kSucceeded);
+  EXPECT_EQ(loaded->executions[0].output, (Json{{"done", true}}));
+  EXPECT_EQ(loaded->executions[0].ended_at, r.executions[0].ended_at);
+  EXPECT_EQ(loaded->executions[0].input, Json::array({"a"}));  // identity and input kept
+  EXPECT_EQ(loaded->executions[0].idempotency_key, r.executions[0].idempotency_key);
+  EXPECT_EQ(loaded->executions[1].state, StateName("B"));
+  EXPECT_EQ(loaded->executions[1].input, Json::array({"b"}));
+  Result<InstanceRecord> loaded_other = store->LoadInstance(other.id);
+  ASSERT_THAT(loaded_other, IsOk());
+  ASSERT_EQ(loaded_other->executions.size(), 1u);
+  EXPECT_EQ(loaded_other->executions[0].state, StateName("C"));
+  EXPECT_EQ(loaded_other->executions[0].status, RunStatus::kFailed);
+  EXPECT_EQ(loaded_other->executions[0].input, Json::array({"c"}));
+}
+
 TEST_P(SociStateStoreTest, ARepeatedCreateOfTheSameInstanceReturnsItsId) {
   // A create whose commit succeeded but whose answer was lost is retried by the caller.
   std::unique_ptr<SociStateStore> store = Open();

@@ -201,7 +201,8 @@ Status GroupCommitter::ApplyInOneTransaction(std::vector<WriteRequest*>& batch,
   items.reserve(batch.size());
   for (const WriteRequest* r : batch) {
     items.push_back(
-        WriteItem{r->record, r->create, &r->executions, r->context_changed, r->header, r->encoded});
+        WriteItem{r->record, r->create, &r->executions, r->context_changed, r->header,
+                  r->stored_executions, r->encoded});
   }
   const char* step = "beginning the transaction";
   bool in_statements = false;

@@ -203,8 +203,33 @@ Result<InstanceRecord> ReadInstance(Connection& conn, const InstanceId& id) {
   return record;
 }
 
+namespace {
+
+// Lends encoded columns to the members the statements are bound to, by swapping them in (the
+// members keep their addresses; only their contents move) and back out when it goes out of
+// scope, even when the statement throws: a batch that fails is retried from the same columns.
+template <typename Columns>
+class Lent {
+ public:
+  Lent(Columns& bound, Columns& encoded) : bound_(bound), encoded_(encoded) {
+    std::swap(bound_, encoded_);
+  }
+  ~Lent() { std::swap(bound_, encoded_); }
+  Lent(const Lent&) = delete;
+  Lent& operator=(const Lent&) = delete;
+
+ private:
+  Columns& bound_;
+  Columns& encoded_;
+};
+
+}  // namespace
+
 InstanceWriter::InstanceWriter(Connection& conn)
-    : conn_(conn), insert_instance_(conn.session()), upsert_execution_(conn.session()) {
+    : conn_(conn),
+      insert_instance_(conn.session()),
+      upsert_execution_(conn.session()),
+      update_execution_(conn.session()) {
   UseInstance(insert_instance_, instance_);
   // On a duplicate id or business key nothing happens and no error aborts the transaction;
   // ResolveCreateConflict then tells which.
@@ -250,6 +275,29 @@ InstanceWriter::InstanceWriter(Connection& conn)
               "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
               "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
               "ended_at = excluded.ended_at");
+
+  update_execution_.exchange(soci::use(execution_.attempts));
+  update_execution_.exchange(soci::use(execution_.status));
+  update_execution_.exchange(
+      soci::use(execution_.compensation_status, execution_.compensation_status_ind));
+  update_execution_.exchange(soci::use(execution_.superseded));
+  update_execution_.exchange(soci::use(execution_.retry_counts));
+  update_execution_.exchange(soci::use(execution_.retry_at, execution_.retry_at_ind));
+  update_execution_.exchange(soci::use(execution_.output));
+  update_execution_.exchange(soci::use(execution_.error, execution_.error_ind));
+  update_execution_.exchange(soci::use(execution_.ended_at, execution_.ended_at_ind));
+  update_execution_.exchange(soci::use(execution_instance_id_));
+  update_execution_.exchange(soci::use(execution_.seq));
+  Prepare(update_execution_,
+          "UPDATE state_executions SET attempts = :attempts, status = :status, "
+          "compensation_status = :compensation_status, superseded = :superseded, "
+          "retry_counts = :retry_counts, retry_at = :retry_at, output = :output, "
+          "error = :error, ended_at = :ended_at WHERE instance_id = :instance_id AND seq = :seq");
+}
+
+bool InstanceWriter::UpdateExecutionProgress() {
+  update_execution_.execute(true);
+  return update_execution_.get_affected_rows() > 0;
 }
 
 void InstanceWriter::UpsertExecution(const StateExecution& e, int seq) {
@@ -267,7 +315,7 @@ void InstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<Item
                             : ItemOutcome{created.status(), {}};
     } else {
       out[i] = ItemOutcome{Write(*item.record, *item.executions, item.context_changed,
-                                 item.header, item.encoded.get()),
+                                 item.header, item.encoded.get(), item.stored_executions),
                            {}};
     }
   }
@@ -293,7 +341,7 @@ Status CheckWrite(const InstanceRecord& r, const engine::ExecutionIds& execution
   return Status::Ok();
 }
 
-std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item) {
+std::shared_ptr<EncodedItem> EncodeItem(const WriteItem& item) {
   const InstanceRecord& r = *item.record;
   auto out = std::make_shared<EncodedItem>();
   if (item.create) {
@@ -313,27 +361,33 @@ std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item) {
   if (item.context_changed) out->instance.SetContext(r);
   out->executions.reserve(item.executions->size());
   for (int seq : *item.executions) {
-    out->executions.emplace_back().Set(r.executions[static_cast<std::size_t>(seq)]);
+    const engine::StateExecution& e = r.executions[static_cast<std::size_t>(seq)];
+    if (seq < item.stored_executions) {
+      out->executions.emplace_back().SetProgress(e);
+    } else {
+      out->executions.emplace_back().Set(e);
+    }
     out->executions.back().seq = seq;
   }
   return out;
 }
 
-Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r, const EncodedItem* encoded) {
+Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r, EncodedItem* encoded) {
   SAGAFLOW_RETURN_IF_ERROR(CheckCreate(r));
   if (encoded != nullptr) {
-    instance_ = encoded->instance;
+    Lent lent(instance_, encoded->instance);
+    insert_instance_.execute(true);
   } else {
     instance_.SetIdentity(r);
     instance_.SetHeader(r);
     instance_.SetContext(r);
+    insert_instance_.execute(true);
   }
-  insert_instance_.execute(true);
   if (insert_instance_.get_affected_rows() == 0) return ResolveCreateConflict(conn_, r);
   execution_instance_id_ = r.id.str();
   for (std::size_t i = 0; i < r.executions.size(); ++i) {
     if (encoded != nullptr) {
-      execution_ = encoded->executions[i];
+      Lent lent(execution_, encoded->executions[i]);
       upsert_execution_.execute(true);
     } else {
       UpsertExecution(r.executions[i], static_cast<int>(i));
@@ -389,26 +443,45 @@ Result<InstanceId> ResolveCreateConflict(Connection& conn, const InstanceRecord&
 }
 
 Status InstanceWriter::Write(const InstanceRecord& r, const engine::ExecutionIds& executions,
-                             bool context_changed, bool header, const EncodedItem* encoded) {
+                             bool context_changed, bool header, EncodedItem* encoded,
+                             int stored_executions) {
   SAGAFLOW_RETURN_IF_ERROR(CheckWrite(r, executions));
+  soci::statement& update = updates_[(header ? 2 : 0) + (context_changed ? 1 : 0)];
   if (encoded != nullptr) {
-    // The bound members are assigned, not replaced: statements hold their addresses.
-    instance_ = encoded->instance;
+    Lent lent(instance_, encoded->instance);
+    update.execute(true);
   } else {
     instance_.SetHeader(r);
     if (context_changed) instance_.SetContext(r);
+    update.execute(true);
   }
-  soci::statement& update = updates_[(header ? 2 : 0) + (context_changed ? 1 : 0)];
-  update.execute(true);
   if (update.get_affected_rows() == 0) return WhyNotWritten(conn_, r);
   execution_instance_id_ = r.id.str();
   if (encoded != nullptr) {
-    for (const ExecutionColumns& e : encoded->executions) {
-      execution_ = e;
-      upsert_execution_.execute(true);
+    for (ExecutionColumns& e : encoded->executions) {
+      const bool progress_only = e.progress_only;  // read before the columns are lent
+      bool done = true;
+      {
+        Lent lent(execution_, e);
+        if (progress_only) {
+          done = UpdateExecutionProgress();
+        } else {
+          upsert_execution_.execute(true);
+        }
+      }
+      // Said to be stored but not found: insert it whole.
+      if (!done) UpsertExecution(r.executions[static_cast<std::size_t>(e.seq)], e.seq);
     }
   } else {
-    for (int seq : executions) UpsertExecution(r.executions[static_cast<std::size_t>(seq)], seq);
+    for (int seq : executions) {
+      const engine::StateExecution& e = r.executions[static_cast<std::size_t>(seq)];
+      if (seq < stored_executions) {
+        execution_.SetProgress(e);
+        execution_.seq = seq;
+        if (UpdateExecutionProgress()) continue;
+      }
+      UpsertExecution(e, seq);
+    }
   }
   return Status::Ok();
 }

@@ -27,13 +27,14 @@ struct WriteItem {
   const engine::ExecutionIds* executions = nullptr;  // a write's
   bool context_changed = false;
   bool header = true;  // InstanceWrite::header
+  int stored_executions = -1;  // InstanceWrite::stored_executions
   // The item's columns when they were encoded ahead (EncodeItem); null: encoded when applied.
-  std::shared_ptr<const EncodedItem> encoded;
+  std::shared_ptr<EncodedItem> encoded;
 };
 
 // Encodes what applying `item` writes. Null when the item will be refused anyway (CheckCreate,
 // CheckWrite): the writer refuses it.
-std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item);
+std::shared_ptr<EncodedItem> EncodeItem(const WriteItem& item);
 struct ItemOutcome {
   Status status;
   InstanceId id;  // a create's
@@ -68,18 +69,23 @@ class InstanceWriter {
   // The instance with all its executions. Business key and duplicate id rules of
   // SociStateStore::CreateInstance.
   Result<InstanceId> Create(const engine::InstanceRecord& r,
-                            const EncodedItem* encoded = nullptr);
+                            EncodedItem* encoded = nullptr);
 
   // The cursor, updated_at and compensation status; with `header` also status, error, error
   // code and message, started_at, ended_at and lease_until; the listed executions (identity
   // and input by their first write, progress always); the context when `context_changed`.
   // Refused with kNotFound or lease lost (kFailedPrecondition) when the stored owner is not
   // r.owner.
+  // Executions with a seq below `stored_executions` are stored already: only their progress is
+  // updated (an execution found missing after all is inserted whole).
   Status Write(const engine::InstanceRecord& r, const engine::ExecutionIds& executions,
-               bool context_changed, bool header, const EncodedItem* encoded = nullptr);
+               bool context_changed, bool header, EncodedItem* encoded = nullptr,
+               int stored_executions = -1);
 
  private:
   void UpsertExecution(const engine::StateExecution& e, int seq);
+  // Executes the bound progress update; false when no row matched.
+  bool UpdateExecutionProgress();
 
   Connection& conn_;
   // Bound to the statements below by address.
@@ -89,6 +95,7 @@ class InstanceWriter {
   soci::statement insert_instance_;
   std::vector<soci::statement> updates_;  // [2 * header + context_changed]
   soci::statement upsert_execution_;
+  soci::statement update_execution_;  // progress only
 };
 
 }  // namespace sagaflow::adapters::sql

@@ -165,6 +165,7 @@ Status InstanceColumns::ToRecord(InstanceRecord& r) const {
 }
 
 void ExecutionColumns::Set(const StateExecution& e) {
+  progress_only = false;
   seq = e.id;
   state = e.state.str();
   state_index = e.state_index;
@@ -184,6 +185,20 @@ void ExecutionColumns::Set(const StateExecution& e) {
   output = DumpJson(e.output);
   SetOptionalFailure(e.error, error, error_ind);
   started_at = ToNanos(e.started_at);
+  SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
+}
+
+void ExecutionColumns::SetProgress(const StateExecution& e) {
+  progress_only = true;
+  seq = e.id;
+  attempts = e.attempts;
+  status = StatusText(e.status);
+  SetOptionalStatus(e.compensation_status, compensation_status, compensation_status_ind);
+  superseded = e.superseded ? 1 : 0;
+  retry_counts = DumpJson(engine::RetryCountsToJson(e.retry_counts));
+  SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
+  output = DumpJson(e.output);
+  SetOptionalFailure(e.error, error, error_ind);
   SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
 }
 

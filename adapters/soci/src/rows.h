@@ -87,7 +87,12 @@ struct ExecutionColumns {
   long long ended_at = 0;
   soci::indicator ended_at_ind = soci::i_null;
 
+  // Set when encoded with SetProgress (not a column).
+  bool progress_only = false;
+
   void Set(const engine::StateExecution& e);
+  // The columns a later write changes (seq and progress), for an execution stored already.
+  void SetProgress(const engine::StateExecution& e);
   // kInternal naming the instance, the execution and the column when a value is corrupt.
   Status ToExecution(const InstanceId& instance, engine::StateExecution& e) const;
 };

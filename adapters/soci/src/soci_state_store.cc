@@ -35,9 +35,9 @@ struct SociStateStore::Impl {
   // PostgreSQL bulk writer encodes while it builds its arrays.)
   void Encode(sql::WriteRequest& request) const {
     if (config.backend != sql::Backend::kSqlite) return;
-    request.encoded = sql::EncodeItem(sql::WriteItem{request.record, request.create,
-                                                     &request.executions,
-                                                     request.context_changed, request.header});
+    request.encoded = sql::EncodeItem(sql::WriteItem{
+        request.record, request.create, &request.executions, request.context_changed,
+        request.header, request.stored_executions});
   }
 
   template <typename T, typename Op>
@@ -140,6 +140,7 @@ Status SociStateStore::WriteInstance(const engine::InstanceWrite& write) {
   request.executions = write.executions;
   request.context_changed = write.context_changed;
   request.header = write.header;
+  request.stored_executions = write.stored_executions;
   request.write_done = [&promise](Status s) { promise.set_value(std::move(s)); };
   impl_->Encode(request);
   impl_->committer.Submit(std::move(request), /*inline_if_committer=*/true);
@@ -152,6 +153,7 @@ void SociStateStore::WriteInstanceAsync(const engine::InstanceWrite& write, Writ
   request.executions = write.executions;
   request.context_changed = write.context_changed;
   request.header = write.header;
+  request.stored_executions = write.stored_executions;
   request.write_done = std::move(done);
   impl_->Encode(request);
   impl_->committer.Submit(std::move(request), /*inline_if_committer=*/false);

@@ -50,6 +50,9 @@ struct InstanceWrite {
   bool context_changed = false;
   bool header = true;
   const ContextKeys* context_keys = nullptr;
+  // Executions with an id below this one were stored by earlier writes, so that a store may
+  // update their progress in place rather than insert-or-update them; -1 when unknown.
+  int stored_executions = -1;
 };
 
 struct InstanceFilter {
