@@ -1,7 +1,9 @@
 #include "sagaflow/common/ids.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <random>
 
 namespace sagaflow {
@@ -27,9 +29,13 @@ class ThreadRandom {
   std::uint64_t state_;
 };
 
+constexpr char kAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+std::atomic<std::size_t> next_lane{0};
+
 std::string Ulid() {
-  static constexpr char kAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
   thread_local ThreadRandom random;
+  thread_local const std::size_t lane = next_lane.fetch_add(1) % kIdLanes;
   auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                            std::chrono::system_clock::now().time_since_epoch())
                                            .count());
@@ -46,12 +52,22 @@ std::string Ulid() {
     lo = (lo >> 5) | ((hi & 31) << 59);
     hi >>= 5;
   }
+  out[25] = kAlphabet[lane];  // the thread's lane (see InstanceIdLane)
   return out;
 }
 
 }  // namespace
 
 InstanceId NewInstanceId() { return InstanceId(Ulid()); }
+
+std::size_t InstanceIdLane(const InstanceId& id) {
+  const std::string& s = id.str();
+  if (s.size() == 26) {
+    const char* at = std::strchr(kAlphabet, s[25]);
+    if (at != nullptr && *at != '\0') return static_cast<std::size_t>(at - kAlphabet);
+  }
+  return std::hash<std::string>{}(s) % kIdLanes;
+}
 std::string NewUniqueToken() { return Ulid(); }
 
 }  // namespace sagaflow

@@ -140,7 +140,7 @@ void Executor::Stop() noexcept {
 }
 
 Executor::LiveShard& Executor::ShardFor(const InstanceId& id) {
-  return live_[std::hash<InstanceId>{}(id) % kLiveShards];
+  return live_[InstanceIdLane(id) % kLiveShards];
 }
 
 Status Executor::AddFlow(const std::shared_ptr<const StateMachine>& machine) {

@@ -258,6 +258,24 @@ TEST(MemoryStateStoreTest, AnInstanceRunningAgainIsNotDroppedForItsEarlierFinish
   EXPECT_LE(store.instance_count(), 17u);
 }
 
+TEST(MemoryStateStoreTest, TheBoundIsOnTheWholeStoreWhateverShardsTheIdsFallIn) {
+  // Ids made on one thread all fall in one shard (InstanceIdLane).
+  MemoryStateStore store(MemoryStoreOptions{.max_finished = 100});
+  std::vector<InstanceId> ids;
+  for (int i = 0; i < 1'000; ++i) {
+    InstanceRecord r = MakeRecord(NewInstanceId().str());
+    ASSERT_THAT(store.CreateInstance(r), IsOk());
+    r.cursor.phase = engine::Phase::kFinished;
+    ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true}), IsOk());
+    ids.push_back(r.id);
+  }
+  EXPECT_EQ(store.instance_count(), 100u);
+  // The last 100 to finish are the ones kept.
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(store.LoadInstance(ids[i]).ok(), i >= 900) << i;
+  }
+}
+
 TEST(MemoryStateStoreTest, KeepingNoFinishedInstanceDropsThemAtOnce) {
   MemoryStateStore store(MemoryStoreOptions{.max_finished = 0});
   InstanceRecord r = MakeRecord("i1");

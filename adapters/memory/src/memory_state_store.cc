@@ -8,23 +8,13 @@ namespace sagaflow::adapters {
 using engine::DefinitionRecord;
 using engine::InstanceRecord;
 
-namespace {
-
-std::size_t PerShard(const MemoryStoreOptions& options, std::size_t shards) {
-  if (!options.max_finished) return 0;
-  return (*options.max_finished + shards - 1) / shards;
-}
-
-}  // namespace
-
-MemoryStateStore::MemoryStateStore(MemoryStoreOptions options)
-    : options_(options), max_finished_per_shard_(PerShard(options, kShards)) {}
+MemoryStateStore::MemoryStateStore(MemoryStoreOptions options) : options_(options) {}
 
 MemoryStateStore::Shard& MemoryStateStore::ShardFor(const InstanceId& id) {
-  return shards_[std::hash<InstanceId>{}(id) % kShards];
+  return shards_[InstanceIdLane(id) % kShards];
 }
 const MemoryStateStore::Shard& MemoryStateStore::ShardFor(const InstanceId& id) const {
-  return shards_[std::hash<InstanceId>{}(id) % kShards];
+  return shards_[InstanceIdLane(id) % kShards];
 }
 
 std::vector<MemoryStateStore::DroppedKey> MemoryStateStore::AfterWrite(Shard& shard,
@@ -36,11 +26,24 @@ std::vector<MemoryStateStore::DroppedKey> MemoryStateStore::AfterWrite(Shard& sh
   }
   if (entry.finished_seq != 0) return dropped;  // already counted
   entry.finished_seq = shard.next_seq++;
+  if (!options_.max_finished) return dropped;  // keeping them all: no queue to keep
   shard.finished.emplace_back(entry.record.id, entry.finished_seq);
-  if (!options_.max_finished) return dropped;
-  while (shard.finished.size() > max_finished_per_shard_) {
+  if (*options_.max_finished == 0) {
+    shard.finished.pop_front();
+    if (!entry.record.business_key.empty()) {
+      dropped.push_back({entry.record.flow_name, entry.record.business_key, entry.record.id});
+    }
+    shard.instances.erase(shard.instances.find(entry.record.id));  // `entry` is gone now
+    return dropped;
+  }
+  // The bound is on the whole store; each shard drops its own oldest: the shards of the
+  // threads that finish instances are the ones that fill up.
+  finished_held_.fetch_add(1, std::memory_order_relaxed);
+  while (finished_held_.load(std::memory_order_relaxed) > *options_.max_finished &&
+         !shard.finished.empty()) {
     auto [id, seq] = std::move(shard.finished.front());
     shard.finished.pop_front();
+    finished_held_.fetch_sub(1, std::memory_order_relaxed);
     auto it = shard.instances.find(id);
     if (it == shard.instances.end() || it->second.finished_seq != seq) continue;  // stale
     const InstanceRecord& r = it->second.record;

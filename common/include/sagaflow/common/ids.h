@@ -41,6 +41,14 @@ InstanceId NewInstanceId();
 // A new unique token in the same format, for `$Sequence` expressions.
 std::string NewUniqueToken();
 
+// Ids made on one thread share their last character (75 of the 80 bits stay random): the id's
+// *lane*, one of kIdLanes. Maps of instances sharded by lane keep the instances one thread
+// creates (and, in the executor, usually drives to the end) apart from another thread's, so
+// that two cores running instances do not pass the same shard's cache lines back and forth at
+// every step. Ids made elsewhere (any string is accepted) spread over the lanes by hash.
+inline constexpr std::size_t kIdLanes = 32;
+std::size_t InstanceIdLane(const InstanceId& id);
+
 }  // namespace sagaflow
 
 template <typename Tag>

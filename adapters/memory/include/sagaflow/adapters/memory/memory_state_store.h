@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -26,7 +27,8 @@ struct MemoryStoreOptions {
 // instances are spread over shards so that writers of different instances rarely contend.
 //
 // Retention: once more than options.max_finished instances are finished, the oldest finished
-// ones are dropped (the bound is kept per shard, so it holds to within kShards instances). A
+// ones are dropped: each shard drops its own oldest, so the order is the finishing order within
+// a shard (instances are sharded by the thread that created them, see InstanceIdLane). A
 // dropped instance is gone for every method (LoadInstance says kNotFound) and its business key
 // is free again.
 class MemoryStateStore final : public engine::StateStore {
@@ -92,7 +94,9 @@ class MemoryStateStore final : public engine::StateStore {
   static Status Apply(const engine::InstanceWrite& write, Entry& dst);
 
   const MemoryStoreOptions options_;
-  const std::size_t max_finished_per_shard_;
+  // Entries in the shards' `finished` queues (stale ones included): at most max_finished once
+  // a write has dropped what it could.
+  std::atomic<std::size_t> finished_held_{0};
 
   std::array<Shard, kShards> shards_;
 
