@@ -168,6 +168,45 @@ TEST_P(SociStateStoreTest, MigrationsAreAppliedOnce) {
             "1");
 }
 
+TEST_P(SociStateStoreTest, LeaseIndexesHoldRunningInstancesOnly) {
+  ASSERT_NE(Open(), nullptr);
+  const bool sqlite = GetParam() == "sqlite";
+  for (const char* index : {"instances_claim", "instances_owner"}) {
+    const std::string definition =
+        sqlite ? db_->Execute(std::string("SELECT sql FROM sqlite_master WHERE name = '") + index +
+                              "'")
+               : db_->Execute(std::string("SELECT indexdef FROM pg_indexes WHERE indexname = '") +
+                              index + "' AND schemaname = current_schema()");
+    EXPECT_THAT(definition, HasSubstr("unfinished = 1")) << index;
+  }
+  if (!sqlite) {
+    EXPECT_THAT(db_->Execute("SELECT array_to_string(reloptions, ',') FROM pg_class WHERE "
+                             "relname = 'instances' AND relnamespace = current_schema()::regnamespace"),
+                HasSubstr("fillfactor=50"));
+  }
+  // The queries that use them still answer: a running instance is found, a finished one not.
+  std::unique_ptr<SociStateStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  InstanceRecord running = MakeRecord("running");
+  running.owner = "engine-a";
+  running.lease_until = TimePoint(std::chrono::seconds(100));
+  InstanceRecord done = MakeRecord("done");
+  done.owner = "engine-a";
+  done.lease_until = TimePoint(std::chrono::seconds(100));
+  done.cursor.phase = engine::Phase::kFinished;
+  ASSERT_THAT(store->CreateInstance(running), IsOk());
+  ASSERT_THAT(store->CreateInstance(done), IsOk());
+  auto claimed = store->ClaimExpired("engine-b", TimePoint(std::chrono::seconds(200)),
+                                     TimePoint(std::chrono::seconds(300)), 10);
+  ASSERT_THAT(claimed, IsOk());
+  ASSERT_EQ(claimed->size(), 1u);
+  EXPECT_EQ((*claimed)[0], running.id);
+  auto renewed = store->RenewLeases("engine-b", TimePoint(std::chrono::seconds(250)),
+                                    TimePoint(std::chrono::seconds(400)));
+  ASSERT_THAT(renewed, IsOk());
+  EXPECT_EQ(*renewed, 1u);
+}
+
 TEST_P(SociStateStoreTest, OpeningAFreshDatabaseMigratesIt) {
   ASSERT_NE(Open(), nullptr);
   EXPECT_EQ(db_->Execute("SELECT MAX(version) FROM schema_migrations"),

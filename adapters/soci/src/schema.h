@@ -13,6 +13,7 @@ struct Migration {
   int version;
   const char* description;
   std::vector<const char*> statements;  // one SQL statement each, portable to both backends
+  std::vector<const char*> postgres_statements = {};  // then these, on PostgreSQL only
 };
 
 // Every migration this binary knows, oldest first; versions are 1, 2, ...
