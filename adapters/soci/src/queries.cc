@@ -1,6 +1,9 @@
 #include "queries.h"
 
+#include <soci/sqlite3/soci-sqlite3.h>
+
 #include <exception>
+#include <memory>
 #include <utility>
 
 namespace sagaflow::adapters::sql {
@@ -42,28 +45,6 @@ void IntoInstance(soci::statement& st, InstanceColumns& c) {
   st.exchange(soci::into(c.unfinished));
 }
 
-void UseInstance(soci::statement& st, InstanceColumns& c) {
-  st.exchange(soci::use(c.id));
-  st.exchange(soci::use(c.flow_name));
-  st.exchange(soci::use(c.flow_version));
-  st.exchange(soci::use(c.flow_hash));
-  st.exchange(soci::use(c.business_key));
-  st.exchange(soci::use(c.status));
-  st.exchange(soci::use(c.compensation_status, c.compensation_status_ind));
-  st.exchange(soci::use(c.input));
-  st.exchange(soci::use(c.context));
-  st.exchange(soci::use(c.error, c.error_ind));
-  st.exchange(soci::use(c.error_code));
-  st.exchange(soci::use(c.error_message));
-  st.exchange(soci::use(c.owner));
-  st.exchange(soci::use(c.lease_until));
-  st.exchange(soci::use(c.started_at));
-  st.exchange(soci::use(c.updated_at));
-  st.exchange(soci::use(c.ended_at, c.ended_at_ind));
-  st.exchange(soci::use(c.cursor));
-  st.exchange(soci::use(c.unfinished));
-}
-
 void IntoExecution(soci::statement& st, ExecutionColumns& c) {
   st.exchange(soci::into(c.seq));
   st.exchange(soci::into(c.state));
@@ -87,29 +68,6 @@ void IntoExecution(soci::statement& st, ExecutionColumns& c) {
   st.exchange(soci::into(c.ended_at, c.ended_at_ind));
 }
 
-void UseExecution(soci::statement& st, ExecutionColumns& c) {
-  st.exchange(soci::use(c.seq));
-  st.exchange(soci::use(c.state));
-  st.exchange(soci::use(c.state_index));
-  st.exchange(soci::use(c.kind));
-  st.exchange(soci::use(c.compensates));
-  st.exchange(soci::use(c.retried_for));
-  st.exchange(soci::use(c.epoch));
-  st.exchange(soci::use(c.attempts));
-  st.exchange(soci::use(c.status));
-  st.exchange(soci::use(c.compensation_status, c.compensation_status_ind));
-  st.exchange(soci::use(c.superseded));
-  st.exchange(soci::use(c.for_update));
-  st.exchange(soci::use(c.retry_counts));
-  st.exchange(soci::use(c.retry_at, c.retry_at_ind));
-  st.exchange(soci::use(c.idempotency_key));
-  st.exchange(soci::use(c.input));
-  st.exchange(soci::use(c.output));
-  st.exchange(soci::use(c.error, c.error_ind));
-  st.exchange(soci::use(c.started_at));
-  st.exchange(soci::use(c.ended_at, c.ended_at_ind));
-}
-
 // Prepares `st` (its into/use elements exchanged already) for repeated execution.
 void Prepare(soci::statement& st, const std::string& sql) {
   st.alloc();
@@ -117,54 +75,15 @@ void Prepare(soci::statement& st, const std::string& sql) {
   st.define_and_bind();
 }
 
-// ":name, :name, ..." for the columns of `list`, in order.
-std::string Placeholders(const char* list) {
-  std::string out;
-  std::string name;
-  auto flush = [&] {
-    if (name.empty()) return;
-    if (!out.empty()) out += ", ";
-    out += ":" + name;
-    name.clear();
-  };
-  for (const char* p = list; *p; ++p) {
-    if (*p == ',') {
-      flush();
-    } else if (*p != ' ') {
-      name += *p;
-    }
-  }
-  flush();
-  return out;
-}
 
 // What every write stores (the cursor, and what moves with it)...
 // (`unfinished` changes only when a run or an operation begins or ends, which are writes with
 // `header`: leaving it out of a step's write leaves the claim and owner indexes alone.)
-const std::string kProgressAssignments =
-    "compensation_status = :compensation_status, updated_at = :updated_at, cursor = :cursor";
+constexpr const char* kProgressAssignments = "compensation_status = ?, updated_at = ?, cursor = ?";
 // ... and what a write with `header` stores besides.
-const std::string kHeaderAssignments =
-    "status = :status, error = :error, error_code = :error_code, "
-    "error_message = :error_message, lease_until = :lease_until, started_at = :started_at, "
-    "ended_at = :ended_at, unfinished = :unfinished";
-
-void UseProgress(soci::statement& st, InstanceColumns& c) {
-  st.exchange(soci::use(c.compensation_status, c.compensation_status_ind));
-  st.exchange(soci::use(c.updated_at));
-  st.exchange(soci::use(c.cursor));
-}
-
-void UseHeader(soci::statement& st, InstanceColumns& c) {
-  st.exchange(soci::use(c.status));
-  st.exchange(soci::use(c.error, c.error_ind));
-  st.exchange(soci::use(c.error_code));
-  st.exchange(soci::use(c.error_message));
-  st.exchange(soci::use(c.lease_until));
-  st.exchange(soci::use(c.started_at));
-  st.exchange(soci::use(c.ended_at, c.ended_at_ind));
-  st.exchange(soci::use(c.unfinished));
-}
+constexpr const char* kHeaderAssignments =
+    "status = ?, error = ?, error_code = ?, error_message = ?, lease_until = ?, started_at = ?, "
+    "ended_at = ?, unfinished = ?";
 
 }  // namespace
 
@@ -203,107 +122,211 @@ Result<InstanceRecord> ReadInstance(Connection& conn, const InstanceId& id) {
   return record;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The committer's writer, on SQLite's own API: every value bound in place from the encoded
+// columns (no copy), the statements prepared once per connection. (SOCI serves everything
+// else; its per-statement binding copied every value of every row the committer wrote.)
+
 namespace {
 
-// Lends encoded columns to the members the statements are bound to, by swapping them in (the
-// members keep their addresses; only their contents move) and back out when it goes out of
-// scope, even when the statement throws: a batch that fails is retried from the same columns.
-template <typename Columns>
-class Lent {
- public:
-  Lent(Columns& bound, Columns& encoded) : bound_(bound), encoded_(encoded) {
-    std::swap(bound_, encoded_);
-  }
-  ~Lent() { std::swap(bound_, encoded_); }
-  Lent(const Lent&) = delete;
-  Lent& operator=(const Lent&) = delete;
-
- private:
-  Columns& bound_;
-  Columns& encoded_;
-};
+[[noreturn]] void ThrowSqlite(sqlite3* db, int rc, const char* what) {
+  throw soci::sqlite3_soci_error(
+      std::string(what) + ": " + sqlite_api::sqlite3_errmsg(db), rc);
+}
 
 }  // namespace
 
-InstanceWriter::InstanceWriter(Connection& conn)
-    : conn_(conn),
-      insert_instance_(conn.session()),
-      upsert_execution_(conn.session()),
-      update_execution_(conn.session()) {
-  UseInstance(insert_instance_, instance_);
+InstanceWriter::Statement::Statement(sqlite3* db, const std::string& sql) : db_(db) {
+  const int rc = sqlite_api::sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size() + 1),
+                                                SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+  if (rc != SQLITE_OK) ThrowSqlite(db, rc, ("preparing " + sql).c_str());
+}
+
+InstanceWriter::Statement::~Statement() { sqlite_api::sqlite3_finalize(stmt_); }
+
+void InstanceWriter::Statement::Text(const std::string& value) {
+  Check(sqlite_api::sqlite3_bind_text(stmt_, ++next_, value.data(),
+                                      static_cast<int>(value.size()),
+                                      static_cast<sqlite_api::sqlite3_destructor_type>(nullptr)));
+}
+
+void InstanceWriter::Statement::Text(const std::string& value, soci::indicator ind) {
+  if (ind == soci::i_null) return Null();
+  Text(value);
+}
+
+void InstanceWriter::Statement::Int(long long value) {
+  Check(sqlite_api::sqlite3_bind_int64(stmt_, ++next_, value));
+}
+
+void InstanceWriter::Statement::Int(long long value, soci::indicator ind) {
+  if (ind == soci::i_null) return Null();
+  Int(value);
+}
+
+void InstanceWriter::Statement::Null() { Check(sqlite_api::sqlite3_bind_null(stmt_, ++next_)); }
+
+void InstanceWriter::Statement::Check(int rc) {
+  if (rc != SQLITE_OK) ThrowSqlite(db_, rc, "binding a value");
+}
+
+int InstanceWriter::Statement::Run() {
+  const int rc = sqlite_api::sqlite3_step(stmt_);
+  next_ = 0;
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    const int code = sqlite_api::sqlite3_extended_errcode(db_);
+    std::string message = sqlite_api::sqlite3_errmsg(db_);
+    sqlite_api::sqlite3_reset(stmt_);
+    throw soci::sqlite3_soci_error(message, code);
+  }
+  sqlite_api::sqlite3_reset(stmt_);
+  // The bound values point into columns the caller owns: no statement keeps them.
+  sqlite_api::sqlite3_clear_bindings(stmt_);
+  return sqlite_api::sqlite3_changes(db_);
+}
+
+namespace {
+
+sqlite3* NativeHandle(Connection& conn) {
+  return static_cast<soci::sqlite3_session_backend*>(conn.session().get_backend())->conn_;
+}
+
+std::string Questions(const char* list) {
+  std::string out = "?";
+  for (const char* c = list; *c != '\0'; ++c) {
+    if (*c == ',') out += ", ?";
+  }
+  return out;
+}
+
+}  // namespace
+
+InstanceWriter::InstanceWriter(Connection& conn) : conn_(conn) {
+  sqlite3* db = NativeHandle(conn);
   // On a duplicate id or business key nothing happens and no error aborts the transaction;
   // ResolveCreateConflict then tells which.
-  Prepare(insert_instance_, std::string("INSERT INTO instances (") + kInstanceColumns +
-                                ") VALUES (" + Placeholders(kInstanceColumns) +
-                                ") ON CONFLICT DO NOTHING");
-
+  insert_instance_ = std::make_unique<Statement>(
+      db, std::string("INSERT INTO instances (") + kInstanceColumns + ") VALUES (" +
+              Questions(kInstanceColumns) + ") ON CONFLICT DO NOTHING");
   // The lease check is the WHERE clause: nothing of an instance another owner took over is
   // written, atomically with the check. One statement per combination of `header` and
   // `context_changed`, so that a step's write names only the columns it changes (and leaves
   // the indexed ones alone).
-  updates_.reserve(4);
   for (int header = 0; header < 2; ++header) {
     for (int context = 0; context < 2; ++context) {
-      soci::statement& st = updates_.emplace_back(conn.session());
-      std::string sql = "UPDATE instances SET " + kProgressAssignments;
-      UseProgress(st, instance_);
-      if (header) {
-        sql += ", " + kHeaderAssignments;
-        UseHeader(st, instance_);
-      }
-      if (context) {
-        sql += ", context = :context";
-        st.exchange(soci::use(instance_.context));
-      }
-      sql += " WHERE id = :id AND owner = :owner";
-      st.exchange(soci::use(instance_.id));
-      st.exchange(soci::use(instance_.owner));
-      Prepare(st, sql);
+      std::string sql = std::string("UPDATE instances SET ") + kProgressAssignments;
+      if (header) sql += std::string(", ") + kHeaderAssignments;
+      if (context) sql += ", context = ?";
+      sql += " WHERE id = ? AND owner = ?";
+      updates_[static_cast<std::size_t>(header * 2 + context)] =
+          std::make_unique<Statement>(db, sql);
     }
   }
-
   // The INSERT part carries the identity and input; on a later write only the progress
   // columns change.
-  upsert_execution_.exchange(soci::use(execution_instance_id_));
-  UseExecution(upsert_execution_, execution_);
-  Prepare(upsert_execution_,
-          std::string("INSERT INTO state_executions (instance_id, ") + kExecutionColumns +
-              ") VALUES (:instance_id, " + Placeholders(kExecutionColumns) +
+  upsert_execution_ = std::make_unique<Statement>(
+      db, std::string("INSERT INTO state_executions (instance_id, ") + kExecutionColumns +
+              ") VALUES (?, " + Questions(kExecutionColumns) +
               ") ON CONFLICT (instance_id, seq) DO UPDATE SET "
               "attempts = excluded.attempts, status = excluded.status, "
               "compensation_status = excluded.compensation_status, "
               "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
               "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
               "ended_at = excluded.ended_at");
-
-  update_execution_.exchange(soci::use(execution_.attempts));
-  update_execution_.exchange(soci::use(execution_.status));
-  update_execution_.exchange(
-      soci::use(execution_.compensation_status, execution_.compensation_status_ind));
-  update_execution_.exchange(soci::use(execution_.superseded));
-  update_execution_.exchange(soci::use(execution_.retry_counts));
-  update_execution_.exchange(soci::use(execution_.retry_at, execution_.retry_at_ind));
-  update_execution_.exchange(soci::use(execution_.output));
-  update_execution_.exchange(soci::use(execution_.error, execution_.error_ind));
-  update_execution_.exchange(soci::use(execution_.ended_at, execution_.ended_at_ind));
-  update_execution_.exchange(soci::use(execution_instance_id_));
-  update_execution_.exchange(soci::use(execution_.seq));
-  Prepare(update_execution_,
-          "UPDATE state_executions SET attempts = :attempts, status = :status, "
-          "compensation_status = :compensation_status, superseded = :superseded, "
-          "retry_counts = :retry_counts, retry_at = :retry_at, output = :output, "
-          "error = :error, ended_at = :ended_at WHERE instance_id = :instance_id AND seq = :seq");
+  update_execution_ = std::make_unique<Statement>(
+      db,
+      "UPDATE state_executions SET attempts = ?, status = ?, compensation_status = ?, "
+      "superseded = ?, retry_counts = ?, retry_at = ?, output = ?, error = ?, ended_at = ? "
+      "WHERE instance_id = ? AND seq = ?");
 }
 
-bool InstanceWriter::UpdateExecutionProgress() {
-  update_execution_.execute(true);
-  return update_execution_.get_affected_rows() > 0;
+InstanceWriter::~InstanceWriter() = default;
+
+void InstanceWriter::InsertInstance(const InstanceColumns& c) {
+  Statement& st = *insert_instance_;
+  st.Text(c.id);
+  st.Text(c.flow_name);
+  st.Text(c.flow_version);
+  st.Text(c.flow_hash);
+  st.Text(c.business_key);
+  st.Text(c.status);
+  st.Text(c.compensation_status, c.compensation_status_ind);
+  st.Text(c.input);
+  st.Text(c.context);
+  st.Text(c.error, c.error_ind);
+  st.Text(c.error_code);
+  st.Text(c.error_message);
+  st.Text(c.owner);
+  st.Int(c.lease_until);
+  st.Int(c.started_at);
+  st.Int(c.updated_at);
+  st.Int(c.ended_at, c.ended_at_ind);
+  st.Text(c.cursor);
+  st.Int(c.unfinished);
 }
 
-void InstanceWriter::UpsertExecution(const StateExecution& e, int seq) {
-  execution_.Set(e);
-  execution_.seq = seq;
-  upsert_execution_.execute(true);
+int InstanceWriter::UpdateInstance(const InstanceColumns& c, bool header, bool context) {
+  Statement& st = *updates_[(header ? 2 : 0) + (context ? 1 : 0)];
+  st.Text(c.compensation_status, c.compensation_status_ind);
+  st.Int(c.updated_at);
+  st.Text(c.cursor);
+  if (header) {
+    st.Text(c.status);
+    st.Text(c.error, c.error_ind);
+    st.Text(c.error_code);
+    st.Text(c.error_message);
+    st.Int(c.lease_until);
+    st.Int(c.started_at);
+    st.Int(c.ended_at, c.ended_at_ind);
+    st.Int(c.unfinished);
+  }
+  if (context) st.Text(c.context);
+  st.Text(c.id);
+  st.Text(c.owner);
+  return st.Run();
+}
+
+void InstanceWriter::UpsertExecution(const std::string& instance_id, const ExecutionColumns& c) {
+  Statement& st = *upsert_execution_;
+  st.Text(instance_id);
+  st.Int(c.seq);
+  st.Text(c.state);
+  st.Int(c.state_index);
+  st.Text(c.kind);
+  st.Int(c.compensates);
+  st.Int(c.retried_for);
+  st.Int(c.epoch);
+  st.Int(c.attempts);
+  st.Text(c.status);
+  st.Text(c.compensation_status, c.compensation_status_ind);
+  st.Int(c.superseded);
+  st.Int(c.for_update);
+  st.Text(c.retry_counts);
+  st.Int(c.retry_at, c.retry_at_ind);
+  st.Text(c.idempotency_key);
+  st.Text(c.input);
+  st.Text(c.output);
+  st.Text(c.error, c.error_ind);
+  st.Int(c.started_at);
+  st.Int(c.ended_at, c.ended_at_ind);
+  st.Run();
+}
+
+bool InstanceWriter::UpdateExecutionProgress(const std::string& instance_id,
+                                             const ExecutionColumns& c) {
+  Statement& st = *update_execution_;
+  st.Int(c.attempts);
+  st.Text(c.status);
+  st.Text(c.compensation_status, c.compensation_status_ind);
+  st.Int(c.superseded);
+  st.Text(c.retry_counts);
+  st.Int(c.retry_at, c.retry_at_ind);
+  st.Text(c.output);
+  st.Text(c.error, c.error_ind);
+  st.Int(c.ended_at, c.ended_at_ind);
+  st.Text(instance_id);
+  st.Int(c.seq);
+  return st.Run() > 0;
 }
 
 void InstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out) {
@@ -374,25 +397,14 @@ std::shared_ptr<EncodedItem> EncodeItem(const WriteItem& item) {
 
 Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r, EncodedItem* encoded) {
   SAGAFLOW_RETURN_IF_ERROR(CheckCreate(r));
-  if (encoded != nullptr) {
-    Lent lent(instance_, encoded->instance);
-    insert_instance_.execute(true);
-  } else {
-    instance_.SetIdentity(r);
-    instance_.SetHeader(r);
-    instance_.SetContext(r);
-    insert_instance_.execute(true);
+  std::shared_ptr<EncodedItem> own;
+  if (encoded == nullptr) {
+    own = EncodeItem(WriteItem{&r, true});
+    encoded = own.get();
   }
-  if (insert_instance_.get_affected_rows() == 0) return ResolveCreateConflict(conn_, r);
-  execution_instance_id_ = r.id.str();
-  for (std::size_t i = 0; i < r.executions.size(); ++i) {
-    if (encoded != nullptr) {
-      Lent lent(execution_, encoded->executions[i]);
-      upsert_execution_.execute(true);
-    } else {
-      UpsertExecution(r.executions[i], static_cast<int>(i));
-    }
-  }
+  InsertInstance(encoded->instance);
+  if (insert_instance_->Run() == 0) return ResolveCreateConflict(conn_, r);
+  for (const ExecutionColumns& e : encoded->executions) UpsertExecution(encoded->instance.id, e);
   return r.id;
 }
 
@@ -446,42 +458,25 @@ Status InstanceWriter::Write(const InstanceRecord& r, const engine::ExecutionIds
                              bool context_changed, bool header, EncodedItem* encoded,
                              int stored_executions) {
   SAGAFLOW_RETURN_IF_ERROR(CheckWrite(r, executions));
-  soci::statement& update = updates_[(header ? 2 : 0) + (context_changed ? 1 : 0)];
-  if (encoded != nullptr) {
-    Lent lent(instance_, encoded->instance);
-    update.execute(true);
-  } else {
-    instance_.SetHeader(r);
-    if (context_changed) instance_.SetContext(r);
-    update.execute(true);
+  std::shared_ptr<EncodedItem> own;
+  if (encoded == nullptr) {
+    own = EncodeItem(WriteItem{&r, false, &executions, context_changed, header, stored_executions});
+    encoded = own.get();
   }
-  if (update.get_affected_rows() == 0) return WhyNotWritten(conn_, r);
-  execution_instance_id_ = r.id.str();
-  if (encoded != nullptr) {
-    for (ExecutionColumns& e : encoded->executions) {
-      const bool progress_only = e.progress_only;  // read before the columns are lent
-      bool done = true;
-      {
-        Lent lent(execution_, e);
-        if (progress_only) {
-          done = UpdateExecutionProgress();
-        } else {
-          upsert_execution_.execute(true);
-        }
-      }
+  if (UpdateInstance(encoded->instance, header, context_changed) == 0) {
+    return WhyNotWritten(conn_, r);
+  }
+  const std::string& id = encoded->instance.id;
+  for (const ExecutionColumns& e : encoded->executions) {
+    if (e.progress_only && UpdateExecutionProgress(id, e)) continue;
+    if (e.progress_only) {
       // Said to be stored but not found: insert it whole.
-      if (!done) UpsertExecution(r.executions[static_cast<std::size_t>(e.seq)], e.seq);
+      ExecutionColumns whole;
+      whole.Set(r.executions[static_cast<std::size_t>(e.seq)]);
+      UpsertExecution(id, whole);
+      continue;
     }
-  } else {
-    for (int seq : executions) {
-      const engine::StateExecution& e = r.executions[static_cast<std::size_t>(seq)];
-      if (seq < stored_executions) {
-        execution_.SetProgress(e);
-        execution_.seq = seq;
-        if (UpdateExecutionProgress()) continue;
-      }
-      UpsertExecution(e, seq);
-    }
+    UpsertExecution(id, e);
   }
   return Status::Ok();
 }

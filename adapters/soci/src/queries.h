@@ -5,6 +5,8 @@
 
 #include <soci/soci.h>
 
+#include <array>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,7 +15,15 @@
 #include "sagaflow/common/status.h"
 #include "sagaflow/engine/records.h"
 
+namespace sqlite_api {
+struct sqlite3;
+struct sqlite3_stmt;
+}  // namespace sqlite_api
+
 namespace sagaflow::adapters::sql {
+
+using sqlite_api::sqlite3;
+using sqlite_api::sqlite3_stmt;
 
 // Reads instance `id` and its executions (in seq order) on `conn`, inside the caller's
 // transaction. kNotFound when there is none; kInternal naming the column when a stored value is
@@ -62,40 +72,61 @@ Status WhyNotWritten(Connection& conn, const engine::InstanceRecord& r);
 class InstanceWriter {
  public:
   explicit InstanceWriter(Connection& conn);  // prepares the statements; throws
+  ~InstanceWriter();
+  InstanceWriter(const InstanceWriter&) = delete;
+  InstanceWriter& operator=(const InstanceWriter&) = delete;
 
   // Applies `items` in order: out[i] is item i's outcome (OK or its refusal).
   void Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out);
 
   // The instance with all its executions. Business key and duplicate id rules of
   // SociStateStore::CreateInstance.
-  Result<InstanceId> Create(const engine::InstanceRecord& r,
-                            EncodedItem* encoded = nullptr);
+  Result<InstanceId> Create(const engine::InstanceRecord& r, EncodedItem* encoded = nullptr);
 
   // The cursor, updated_at and compensation status; with `header` also status, error, error
   // code and message, started_at, ended_at and lease_until; the listed executions (identity
   // and input by their first write, progress always); the context when `context_changed`.
   // Refused with kNotFound or lease lost (kFailedPrecondition) when the stored owner is not
-  // r.owner.
-  // Executions with a seq below `stored_executions` are stored already: only their progress is
-  // updated (an execution found missing after all is inserted whole).
+  // r.owner. Executions with a seq below `stored_executions` are stored already: only their
+  // progress is updated (an execution found missing after all is inserted whole).
   Status Write(const engine::InstanceRecord& r, const engine::ExecutionIds& executions,
                bool context_changed, bool header, EncodedItem* encoded = nullptr,
                int stored_executions = -1);
 
  private:
-  void UpsertExecution(const engine::StateExecution& e, int seq);
-  // Executes the bound progress update; false when no row matched.
-  bool UpdateExecutionProgress();
+  // A statement prepared on the connection's sqlite3 handle. Values are bound in order, in
+  // place (the caller's strings must outlive Run); Run steps it, resets it and returns the
+  // rows changed. SQLite errors are thrown as soci::sqlite3_soci_error, as SOCI would.
+  class Statement {
+   public:
+    Statement(sqlite3* db, const std::string& sql);
+    ~Statement();
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+    void Text(const std::string& value);
+    void Text(const std::string& value, soci::indicator ind);
+    void Int(long long value);
+    void Int(long long value, soci::indicator ind);
+    void Null();
+    int Run();
+
+   private:
+    void Check(int rc);
+    sqlite3* db_;
+    sqlite3_stmt* stmt_ = nullptr;
+    int next_ = 0;
+  };
+
+  void InsertInstance(const InstanceColumns& c);  // binds; the caller runs
+  int UpdateInstance(const InstanceColumns& c, bool header, bool context);
+  void UpsertExecution(const std::string& instance_id, const ExecutionColumns& c);
+  bool UpdateExecutionProgress(const std::string& instance_id, const ExecutionColumns& c);
 
   Connection& conn_;
-  // Bound to the statements below by address.
-  InstanceColumns instance_;
-  ExecutionColumns execution_;
-  std::string execution_instance_id_;
-  soci::statement insert_instance_;
-  std::vector<soci::statement> updates_;  // [2 * header + context_changed]
-  soci::statement upsert_execution_;
-  soci::statement update_execution_;  // progress only
+  std::unique_ptr<Statement> insert_instance_;
+  std::array<std::unique_ptr<Statement>, 4> updates_;  // [2 * header + context_changed]
+  std::unique_ptr<Statement> upsert_execution_;
+  std::unique_ptr<Statement> update_execution_;  // progress only
 };
 
 }  // namespace sagaflow::adapters::sql
