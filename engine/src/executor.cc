@@ -120,7 +120,7 @@ void Executor::Stop() noexcept {
   {
     // The store's callbacks refer to this executor: wait for those still to come.
     std::unique_lock lock(async_mu_);
-    async_cv_.wait(lock, [&] { return async_calls_ == 0; });
+    async_cv_.wait(lock, [&] { return async_calls_.load() == 0; });
   }
   // Wake whoever still waits: their instances stay RU in the store.
   std::vector<std::shared_ptr<Waiter>> waiters;
@@ -565,7 +565,11 @@ void Executor::Enqueue(Work work) {
     ready_.push_back(std::move(work));
     ready_size_.store(ready_.size());
   }
-  ready_cv_.notify_one();
+  // Only a sleeping worker needs waking (a sleeper counts itself idle under ready_mu_ before it
+  // checks the queues, so it either sees this work or is counted here). A store's thread
+  // completing a thousand writes in a row thus wakes a worker once, not a thousand times.
+  // Manual mode's RunUntilIdle waits on the same variable without counting itself.
+  if (options_.workers == 0 || idle_workers_.load() > 0) ready_cv_.notify_one();
 }
 
 bool Executor::AnyQueued() const {
@@ -681,8 +685,7 @@ Status Executor::RunUntilIdle() {
     {
       // Callbacks queue their work before they count as done, so once none is in flight,
       // everything they queued is visible below.
-      std::lock_guard lock(async_mu_);
-      writing = async_calls_ > 0;
+      writing = async_calls_.load() > 0;
     }
     {
       std::unique_lock lock(ready_mu_);
@@ -786,13 +789,14 @@ void Executor::OnWritten(std::shared_ptr<Live> live, Status status) {
 }
 
 void Executor::BeginAsync() {
-  std::lock_guard lock(async_mu_);
-  ++async_calls_;
+  async_calls_.fetch_add(1);
 }
 
 void Executor::EndAsync() {
-  std::lock_guard lock(async_mu_);
-  if (--async_calls_ == 0) async_cv_.notify_all();
+  if (async_calls_.fetch_sub(1) == 1) {
+    std::lock_guard lock(async_mu_);  // Stop() checks the count under it, then waits
+    async_cv_.notify_all();
+  }
 }
 
 void Executor::MaintenanceLoop(std::stop_token stop) {

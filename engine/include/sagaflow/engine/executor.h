@@ -260,7 +260,7 @@ class Executor {
   const bool async_store_;
   std::mutex async_mu_;
   std::condition_variable async_cv_;
-  std::size_t async_calls_ = 0;  // guarded by async_mu_
+  std::atomic<std::size_t> async_calls_{0};  // Stop() waits for 0 under async_mu_
 
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;
