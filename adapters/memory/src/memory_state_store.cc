@@ -27,9 +27,7 @@ std::vector<MemoryStateStore::DroppedKey> MemoryStateStore::AfterWrite(Shard& sh
   if (entry.finished_seq != 0) return dropped;  // already counted
   entry.finished_seq = shard.next_seq++;
   if (!options_.max_finished) return dropped;  // keeping them all: no queue to keep
-  shard.finished.emplace_back(entry.record.id, entry.finished_seq);
   if (*options_.max_finished == 0) {
-    shard.finished.pop_front();
     if (!entry.record.business_key.empty()) {
       dropped.push_back({entry.record.flow_name, entry.record.business_key, entry.record.id});
     }
@@ -38,6 +36,7 @@ std::vector<MemoryStateStore::DroppedKey> MemoryStateStore::AfterWrite(Shard& sh
   }
   // The bound is on the whole store; each shard drops its own oldest: the shards of the
   // threads that finish instances are the ones that fill up.
+  shard.finished.emplace_back(entry.record.id, entry.finished_seq);
   finished_held_.fetch_add(1, std::memory_order_relaxed);
   while (finished_held_.load(std::memory_order_relaxed) > *options_.max_finished &&
          !shard.finished.empty()) {
