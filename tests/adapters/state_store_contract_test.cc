@@ -143,6 +143,15 @@ class StateStoreContractTest : public ::testing::TestWithParam<std::string> {
     ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
   }
 
+  // Creates instance `id` leased by `owner` until At(lease), finished or not.
+  void CreateLeased(const std::string& id, const std::string& owner, int lease, bool finished) {
+    InstanceRecord r = MakeRecord(id);
+    r.owner = owner;
+    r.lease_until = At(lease);
+    Create(r);
+    if (finished) Finish(r);
+  }
+
   InstanceRecord Load(const std::string& id) {
     Result<InstanceRecord> r = store().LoadInstance(InstanceId(id));
     EXPECT_THAT(r, IsOk());
@@ -747,19 +756,12 @@ TEST_P(StateStoreContractTest, WriteFromAnotherOwnerIsRefusedAndWritesNothing) {
 // --- Leases ----------------------------------------------------------------------------------
 
 TEST_P(StateStoreContractTest, ClaimExpiredTakesOnlyExpiredUnfinishedOldestFirst) {
-  auto add = [&](const std::string& id, const std::string& owner, int lease, bool finished) {
-    InstanceRecord r = MakeRecord(id);
-    r.owner = owner;
-    r.lease_until = At(lease);
-    Create(r);
-    if (finished) Finish(r);
-  };
-  add("expired-late", "dead", 90, false);
-  add("expired-early", "dead", 10, false);
-  add("expired-exact", "dead", 100, false);  // lease_until == now: expired
-  add("expired-mid", "other-dead", 50, false);
-  add("live", "alive", 101, false);
-  add("finished", "dead", 5, true);
+  CreateLeased("expired-late", "dead", 90, false);
+  CreateLeased("expired-early", "dead", 10, false);
+  CreateLeased("expired-exact", "dead", 100, false);  // lease_until == now: expired
+  CreateLeased("expired-mid", "other-dead", 50, false);
+  CreateLeased("live", "alive", 101, false);
+  CreateLeased("finished", "dead", 5, true);
 
   Result<std::vector<InstanceId>> first = store().ClaimExpired("me", At(100), At(200), 2);
   ASSERT_THAT(first, IsOk());
@@ -863,19 +865,12 @@ TEST_P(StateStoreContractTest, ClaimInstance) {
 }
 
 TEST_P(StateStoreContractTest, RenewLeasesExtendsOnlyLiveUnfinishedLeasesOfTheOwner) {
-  auto add = [&](const std::string& id, const std::string& owner, int lease, bool finished) {
-    InstanceRecord r = MakeRecord(id);
-    r.owner = owner;
-    r.lease_until = At(lease);
-    Create(r);
-    if (finished) Finish(r);
-  };
-  add("mine-1", "me", 100, false);
-  add("mine-2", "me", 150, false);
-  add("mine-expired", "me", 50, false);
-  add("mine-released", "me", 60, false);  // lease_until == now: not live
-  add("mine-finished", "me", 100, true);
-  add("theirs", "them", 100, false);
+  CreateLeased("mine-1", "me", 100, false);
+  CreateLeased("mine-2", "me", 150, false);
+  CreateLeased("mine-expired", "me", 50, false);
+  CreateLeased("mine-released", "me", 60, false);  // lease_until == now: not live
+  CreateLeased("mine-finished", "me", 100, true);
+  CreateLeased("theirs", "them", 100, false);
 
   Result<std::size_t> renewed = store().RenewLeases("me", At(60), At(500));
   ASSERT_THAT(renewed, IsOk());
@@ -897,18 +892,11 @@ TEST_P(StateStoreContractTest, UnfinishedCountsAndLeasesElsewhere) {
   EXPECT_EQ(empty->leased_elsewhere, 0u);
   EXPECT_FALSE(empty->next_expiry.has_value());
 
-  auto add = [&](const std::string& id, const std::string& owner, int lease, bool finished) {
-    InstanceRecord r = MakeRecord(id);
-    r.owner = owner;
-    r.lease_until = At(lease);
-    Create(r);
-    if (finished) Finish(r);
-  };
-  add("mine", "me", 500, false);
-  add("theirs-late", "them", 400, false);
-  add("theirs-soon", "them", 300, false);
-  add("theirs-expired", "them", 100, false);
-  add("theirs-finished", "them", 250, true);
+  CreateLeased("mine", "me", 500, false);
+  CreateLeased("theirs-late", "them", 400, false);
+  CreateLeased("theirs-soon", "them", 300, false);
+  CreateLeased("theirs-expired", "them", 100, false);
+  CreateLeased("theirs-finished", "them", 250, true);
 
   Result<engine::UnfinishedSummary> summary = store().Unfinished("me", At(200));
   ASSERT_THAT(summary, IsOk());

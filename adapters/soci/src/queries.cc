@@ -75,7 +75,6 @@ void Prepare(soci::statement& st, const std::string& sql) {
   st.define_and_bind();
 }
 
-
 // What every write stores (the cursor, and what moves with it)...
 // (`unfinished` changes only when a run or an operation begins or ends, which are writes with
 // `header`: leaving it out of a step's write leaves the claim and owner indexes alone.)
@@ -364,7 +363,7 @@ Status CheckWrite(const InstanceRecord& r, const engine::ExecutionIds& execution
   return Status::Ok();
 }
 
-std::shared_ptr<EncodedItem> EncodeItem(const WriteItem& item) {
+std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item) {
   const InstanceRecord& r = *item.record;
   auto out = std::make_shared<EncodedItem>();
   if (item.create) {
@@ -395,9 +394,9 @@ std::shared_ptr<EncodedItem> EncodeItem(const WriteItem& item) {
   return out;
 }
 
-Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r, EncodedItem* encoded) {
+Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r, const EncodedItem* encoded) {
   SAGAFLOW_RETURN_IF_ERROR(CheckCreate(r));
-  std::shared_ptr<EncodedItem> own;
+  std::shared_ptr<const EncodedItem> own;
   if (encoded == nullptr) {
     own = EncodeItem(WriteItem{&r, true});
     encoded = own.get();
@@ -455,10 +454,10 @@ Result<InstanceId> ResolveCreateConflict(Connection& conn, const InstanceRecord&
 }
 
 Status InstanceWriter::Write(const InstanceRecord& r, const engine::ExecutionIds& executions,
-                             bool context_changed, bool header, EncodedItem* encoded,
+                             bool context_changed, bool header, const EncodedItem* encoded,
                              int stored_executions) {
   SAGAFLOW_RETURN_IF_ERROR(CheckWrite(r, executions));
-  std::shared_ptr<EncodedItem> own;
+  std::shared_ptr<const EncodedItem> own;
   if (encoded == nullptr) {
     own = EncodeItem(WriteItem{&r, false, &executions, context_changed, header, stored_executions});
     encoded = own.get();

@@ -39,12 +39,12 @@ struct WriteItem {
   bool header = true;  // InstanceWrite::header
   int stored_executions = -1;  // InstanceWrite::stored_executions
   // The item's columns when they were encoded ahead (EncodeItem); null: encoded when applied.
-  std::shared_ptr<EncodedItem> encoded;
+  std::shared_ptr<const EncodedItem> encoded;
 };
 
 // Encodes what applying `item` writes. Null when the item will be refused anyway (CheckCreate,
 // CheckWrite): the writer refuses it.
-std::shared_ptr<EncodedItem> EncodeItem(const WriteItem& item);
+std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item);
 struct ItemOutcome {
   Status status;
   InstanceId id;  // a create's
@@ -81,7 +81,7 @@ class InstanceWriter {
 
   // The instance with all its executions. Business key and duplicate id rules of
   // SociStateStore::CreateInstance.
-  Result<InstanceId> Create(const engine::InstanceRecord& r, EncodedItem* encoded = nullptr);
+  Result<InstanceId> Create(const engine::InstanceRecord& r, const EncodedItem* encoded = nullptr);
 
   // The cursor, updated_at and compensation status; with `header` also status, error, error
   // code and message, started_at, ended_at and lease_until; the listed executions (identity
@@ -90,7 +90,7 @@ class InstanceWriter {
   // r.owner. Executions with a seq below `stored_executions` are stored already: only their
   // progress is updated (an execution found missing after all is inserted whole).
   Status Write(const engine::InstanceRecord& r, const engine::ExecutionIds& executions,
-               bool context_changed, bool header, EncodedItem* encoded = nullptr,
+               bool context_changed, bool header, const EncodedItem* encoded = nullptr,
                int stored_executions = -1);
 
  private:

@@ -40,6 +40,19 @@ struct SociStateStore::Impl {
         request.header, request.stored_executions});
   }
 
+  // Queues `write` for the committer; `done` gets its outcome.
+  void SubmitWrite(const engine::InstanceWrite& write, WriteDone done, bool inline_if_committer) {
+    sql::WriteRequest request;
+    request.record = write.record;
+    request.executions = write.executions;
+    request.context_changed = write.context_changed;
+    request.header = write.header;
+    request.stored_executions = write.stored_executions;
+    request.write_done = std::move(done);
+    Encode(request);
+    committer.Submit(std::move(request), inline_if_committer);
+  }
+
   template <typename T, typename Op>
   Result<T> Run(const std::string& what, bool retry, Op&& op) {
     for (int attempt = 0;; ++attempt) {
@@ -135,28 +148,14 @@ Result<InstanceId> SociStateStore::CreateInstance(const InstanceRecord& record) 
 Status SociStateStore::WriteInstance(const engine::InstanceWrite& write) {
   std::promise<Status> promise;
   std::future<Status> future = promise.get_future();
-  sql::WriteRequest request;
-  request.record = write.record;
-  request.executions = write.executions;
-  request.context_changed = write.context_changed;
-  request.header = write.header;
-  request.stored_executions = write.stored_executions;
-  request.write_done = [&promise](Status s) { promise.set_value(std::move(s)); };
-  impl_->Encode(request);
-  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/true);
+  impl_->SubmitWrite(
+      write, [&promise](Status s) { promise.set_value(std::move(s)); },
+      /*inline_if_committer=*/true);
   return future.get();
 }
 
 void SociStateStore::WriteInstanceAsync(const engine::InstanceWrite& write, WriteDone done) {
-  sql::WriteRequest request;
-  request.record = write.record;
-  request.executions = write.executions;
-  request.context_changed = write.context_changed;
-  request.header = write.header;
-  request.stored_executions = write.stored_executions;
-  request.write_done = std::move(done);
-  impl_->Encode(request);
-  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/false);
+  impl_->SubmitWrite(write, std::move(done), /*inline_if_committer=*/false);
 }
 
 void SociStateStore::CreateInstanceAsync(const InstanceRecord& record, CreateDone done) {
