@@ -121,21 +121,29 @@ std::optional<ExecutionKind> ParseExecutionKind(std::string_view name) {
 }
 
 Json CursorToJson(const Cursor& c) {
-  return Json{
-      {"phase", std::string(PhaseName(c.phase))},
-      {"current", c.current},
-      {"active_execution", c.active_execution},
-      {"compensation_stack", IntsToJson(c.compensation_stack)},
-      {"compensations_run", IntsToJson(c.compensations_run)},
-      {"compensation_trigger", c.compensation_trigger},
-      {"compensated_in_run", c.compensated_in_run},
-      {"reached_fail", c.reached_fail},
-      {"caught", c.caught ? TaskFailureToJson(*c.caught) : Json(nullptr)},
-      {"epoch", c.epoch},
-      {"run_first_execution", c.run_first_execution},
-      {"idle_transitions", c.idle_transitions},
-      {"sequences_issued", c.sequences_issued},
-  };
+  // The phase and the current state always; every other field only when it differs from its
+  // default (most instances never compensate, catch or issue a sequence), so that the row a
+  // step rewrites stays short.
+  Json out = Json::object();
+  out["phase"] = std::string(PhaseName(c.phase));
+  out["current"] = c.current;
+  const Cursor defaults;
+  if (c.active_execution != defaults.active_execution) {
+    out["active_execution"] = c.active_execution;
+  }
+  if (!c.compensation_stack.empty()) out["compensation_stack"] = IntsToJson(c.compensation_stack);
+  if (!c.compensations_run.empty()) out["compensations_run"] = IntsToJson(c.compensations_run);
+  if (c.compensation_trigger != defaults.compensation_trigger) {
+    out["compensation_trigger"] = c.compensation_trigger;
+  }
+  if (c.compensated_in_run) out["compensated_in_run"] = true;
+  if (c.reached_fail) out["reached_fail"] = true;
+  if (c.caught) out["caught"] = TaskFailureToJson(*c.caught);
+  if (c.epoch != 0) out["epoch"] = c.epoch;
+  if (c.run_first_execution != 0) out["run_first_execution"] = c.run_first_execution;
+  if (c.idle_transitions != 0) out["idle_transitions"] = c.idle_transitions;
+  if (c.sequences_issued != 0) out["sequences_issued"] = c.sequences_issued;
+  return out;
 }
 
 Result<Cursor> CursorFromJson(const Json& json) {
@@ -149,27 +157,49 @@ Result<Cursor> CursorFromJson(const Json& json) {
   }
   c.phase = *parsed;
   SAGAFLOW_ASSIGN_OR_RETURN(c.current, IntMember(json, path, "current", statelang::kNoState));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.active_execution, IntMember(json, path, "active_execution", -1));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.compensation_stack,
-                            IntArrayMember(json, path, "compensation_stack", 0));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.compensations_run,
-                            IntArrayMember(json, path, "compensations_run", 0));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.compensation_trigger,
-                            IntMember(json, path, "compensation_trigger", statelang::kNoState));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.compensated_in_run, BoolMember(json, path, "compensated_in_run"));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.reached_fail, BoolMember(json, path, "reached_fail"));
-  SAGAFLOW_ASSIGN_OR_RETURN(const Json* caught, Member(json, path, "caught"));
-  if (!caught->is_null()) {
+  // The other fields are written only when they differ from their defaults; a field that is
+  // present is checked like a required one.
+  if (json.contains("active_execution")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.active_execution, IntMember(json, path, "active_execution", -1));
+  }
+  if (json.contains("compensation_stack")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.compensation_stack,
+                              IntArrayMember(json, path, "compensation_stack", 0));
+  }
+  if (json.contains("compensations_run")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.compensations_run,
+                              IntArrayMember(json, path, "compensations_run", 0));
+  }
+  if (json.contains("compensation_trigger")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(
+        c.compensation_trigger,
+        IntMember(json, path, "compensation_trigger", statelang::kNoState));
+  }
+  if (json.contains("compensated_in_run")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.compensated_in_run, BoolMember(json, path, "compensated_in_run"));
+  }
+  if (json.contains("reached_fail")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.reached_fail, BoolMember(json, path, "reached_fail"));
+  }
+  if (auto caught = json.find("caught"); caught != json.end() && !caught->is_null()) {
     SAGAFLOW_ASSIGN_OR_RETURN(c.caught, DecodeTaskFailure(*caught, path + ".caught"));
   }
-  SAGAFLOW_ASSIGN_OR_RETURN(c.epoch, IntMember(json, path, "epoch", 0));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.run_first_execution, IntMember(json, path, "run_first_execution", 0));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.idle_transitions, IntMember(json, path, "idle_transitions", 0));
-  SAGAFLOW_ASSIGN_OR_RETURN(const Json* sequences, Member(json, path, "sequences_issued"));
-  SAGAFLOW_ASSIGN_OR_RETURN(c.sequences_issued, Int64(*sequences, path + ".sequences_issued"));
-  if (c.sequences_issued < 0) {
-    return Bad(path + ".sequences_issued",
-               "integer " + std::to_string(c.sequences_issued) + " is out of range");
+  if (json.contains("epoch")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.epoch, IntMember(json, path, "epoch", 0));
+  }
+  if (json.contains("run_first_execution")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.run_first_execution,
+                              IntMember(json, path, "run_first_execution", 0));
+  }
+  if (json.contains("idle_transitions")) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.idle_transitions, IntMember(json, path, "idle_transitions", 0));
+  }
+  if (auto sequences = json.find("sequences_issued"); sequences != json.end()) {
+    SAGAFLOW_ASSIGN_OR_RETURN(c.sequences_issued, Int64(*sequences, path + ".sequences_issued"));
+    if (c.sequences_issued < 0) {
+      return Bad(path + ".sequences_issued",
+                 "integer " + std::to_string(c.sequences_issued) + " is out of range");
+    }
   }
   return c;
 }

@@ -16,8 +16,13 @@ namespace sagaflow::engine {
 // adapter keeps them as text columns. Keys are the field names of records.h (snake_case), so
 // that the stored values read plainly in a SQL shell.
 //
+// A cursor is written with its phase and current state, and every other field only when it
+// differs from its default (a field missing when decoded takes its default: rows written before
+// this form, with every field, decode the same).
+//
 // The decoders treat their input as untrusted (stored data may be corrupt or written by another
-// version): every field is required and checked for its type and range, and the error
+// version): every required field must be present, every field present is checked for its type
+// and range, and the error
 // (kInvalidArgument) names the bad field with a path, e.g. "cursor.compensation_stack[1]: expected
 // an integer, found string". Fields they do not know are ignored. Encoding never fails.
 // Stateless functions; thread-safe.
