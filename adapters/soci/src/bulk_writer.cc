@@ -1,6 +1,8 @@
 #include "bulk_writer.h"
 
 #include <algorithm>
+#include <memory>
+#include <set>
 #include <tuple>
 #include <unordered_set>
 #include <utility>
@@ -90,6 +92,21 @@ const std::vector<Column> kExecutionColumns = {
     {"ended_at", "bigint"},
 };
 
+// An execution stored already: its key, then the progress columns a later write changes.
+const std::vector<Column> kProgressColumns = {
+    {"instance_id", "text"},
+    {"seq", "integer"},
+    {"attempts", "integer"},
+    {"status", "text"},
+    {"compensation_status", "text"},
+    {"superseded", "integer"},
+    {"retry_counts", "text"},
+    {"retry_at", "bigint"},
+    {"output", "text"},
+    {"error", "text"},
+    {"ended_at", "bigint"},
+};
+
 std::string Names(const std::vector<Column>& columns, const char* prefix = "") {
   std::string out;
   for (const Column& c : columns) {
@@ -171,7 +188,8 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
     : conn_(conn),
       insert_instances_(conn.session()),
       update_headers_(conn.session()),
-      upsert_executions_(conn.session()) {
+      upsert_executions_(conn.session()),
+      update_progress_(conn.session()) {
   // Rows whose id or business key exists already are skipped, without an error that would
   // abort the transaction; RETURNING tells which were inserted.
   Bind(insert_instances_, insert_columns_, kInstanceColumns.size());
@@ -213,6 +231,24 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
               "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
               "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
               "ended_at = excluded.ended_at");
+
+  // Executions the engine knows are stored: progress only, without the identity and input an
+  // upsert would carry and check. RETURNING names the rows found; one missing after all is
+  // inserted whole by the upsert.
+  Bind(update_progress_, progress_columns_, kProgressColumns.size());
+  update_progress_.exchange(soci::into(returned_id_));
+  update_progress_.exchange(soci::into(returned_seq_));
+  std::string progress;
+  for (std::size_t i = 2; i < kProgressColumns.size(); ++i) {
+    if (!progress.empty()) progress += ", ";
+    progress += std::string(kProgressColumns[i].name) + " = v." + kProgressColumns[i].name;
+  }
+  Prepare(update_progress_,
+          "UPDATE state_executions SET " + progress + " FROM " + Unnest(kProgressColumns) +
+              " AS v(" + Names(kProgressColumns) +
+              ") WHERE state_executions.instance_id = v.instance_id AND "
+              "state_executions.seq = v.seq "
+              "RETURNING state_executions.instance_id, state_executions.seq");
 }
 
 void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out) {
@@ -232,11 +268,7 @@ void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<
   ApplySegment(items, first, items.size(), out);
 }
 
-void BulkInstanceWriter::AddExecution(const std::string& instance_id, const StateExecution& e,
-                                      int seq) {
-  ExecutionColumns c;
-  c.Set(e);
-  c.seq = seq;
+void BulkInstanceWriter::AddExecution(const std::string& instance_id, const ExecutionColumns& c) {
   std::vector<PgArray>& a = execution_columns_;
   std::size_t k = 0;
   a[k++].Add(instance_id);
@@ -262,14 +294,37 @@ void BulkInstanceWriter::AddExecution(const std::string& instance_id, const Stat
   AddOptional(a[k++], c.ended_at, c.ended_at_ind);
 }
 
+void BulkInstanceWriter::AddProgress(const std::string& instance_id, const ExecutionColumns& c) {
+  std::vector<PgArray>& a = progress_columns_;
+  std::size_t k = 0;
+  a[k++].Add(instance_id);
+  a[k++].Add(static_cast<long long>(c.seq));
+  a[k++].Add(static_cast<long long>(c.attempts));
+  a[k++].Add(c.status);
+  AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
+  a[k++].Add(static_cast<long long>(c.superseded));
+  a[k++].Add(c.retry_counts);
+  AddOptional(a[k++], c.retry_at, c.retry_at_ind);
+  a[k++].Add(c.output);
+  AddOptional(a[k++], c.error, c.error_ind);
+  AddOptional(a[k++], c.ended_at, c.ended_at_ind);
+}
+
 void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::size_t first,
                                       std::size_t last, std::vector<ItemOutcome>& out) {
   if (first == last) return;
   Clear(execution_columns_);
+  Clear(progress_columns_);
 
-  // Rows go to the statements in key order, so that two processes writing overlapping rows
-  // lock them in the same order (no deadlock). Within a segment each instance appears once,
-  // and the sort is stable: of two creates with one business key, the first still wins.
+  // Each item's columns: encoded by the submitting thread, or here when it did not.
+  std::vector<std::shared_ptr<const EncodedItem>> encoded(last - first);
+  for (std::size_t i = first; i < last; ++i) {
+    encoded[i - first] = items[i].encoded ? items[i].encoded : EncodeItem(items[i]);
+  }
+
+  // Rows go to the statements in key order, so that two writers holding overlapping rows lock
+  // them in the same order (no deadlock). Within a segment each instance appears once, and the
+  // sort is stable: of two creates with one business key, the first still wins.
   std::vector<std::size_t> order(last - first);
   for (std::size_t i = first; i < last; ++i) order[i - first] = i;
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -292,10 +347,7 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       out[i] = ItemOutcome{std::move(s), {}};
       continue;
     }
-    InstanceColumns c;
-    c.SetIdentity(r);
-    c.SetHeader(r);
-    c.SetContext(r);
+    const InstanceColumns& c = encoded[i - first]->instance;
     std::vector<PgArray>& a = insert_columns_;
     std::size_t k = 0;
     a[k++].Add(c.id);
@@ -328,9 +380,8 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       const InstanceRecord& r = *items[i].record;
       if (inserted.count(r.id.str())) {
         out[i] = ItemOutcome{Status::Ok(), r.id};
-        for (std::size_t e = 0; e < r.executions.size(); ++e) {
-          AddExecution(r.id.str(), r.executions[e], static_cast<int>(e));
-        }
+        const EncodedItem& e = *encoded[i - first];
+        for (const ExecutionColumns& x : e.executions) AddExecution(e.instance.id, x);
       } else {
         Result<InstanceId> resolved = ResolveCreateConflict(conn_, r);
         out[i] = resolved.ok() ? ItemOutcome{Status::Ok(), std::move(*resolved)}
@@ -349,8 +400,7 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       out[i] = ItemOutcome{std::move(s), {}};
       continue;
     }
-    InstanceColumns c;
-    c.SetHeader(r);
+    const InstanceColumns& c = encoded[i - first]->instance;
     const bool header = items[i].header;
     std::vector<PgArray>& a = header_columns_;
     std::size_t k = 0;
@@ -373,13 +423,14 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       for (int n = 0; n < 7; ++n) a[k++].AddNull();  // not stored
     }
     if (items[i].context_changed) {
-      c.SetContext(r);
       a[k++].Add(c.context);
     } else {
       a[k++].AddNull();
     }
     writes.push_back(i);
   }
+  // Executions said to be stored, (instance, seq) -> where, to find the ones missing after all.
+  std::vector<std::pair<std::size_t, const ExecutionColumns*>> progress;
   if (!writes.empty()) {
     Finish(header_columns_);
     std::unordered_set<std::string> updated;
@@ -389,8 +440,14 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       const InstanceRecord& r = *items[i].record;
       if (updated.count(r.id.str())) {
         out[i] = ItemOutcome{Status::Ok(), {}};
-        for (int seq : *items[i].executions) {
-          AddExecution(r.id.str(), r.executions[static_cast<std::size_t>(seq)], seq);
+        const EncodedItem& e = *encoded[i - first];
+        for (const ExecutionColumns& x : e.executions) {
+          if (x.progress_only) {
+            AddProgress(e.instance.id, x);
+            progress.emplace_back(i, &x);
+          } else {
+            AddExecution(e.instance.id, x);
+          }
         }
       } else {
         out[i] = ItemOutcome{WhyNotWritten(conn_, r), {}};
@@ -398,7 +455,23 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
     }
   }
 
-  // 3. The executions of every create and write that went through.
+  // 3. Progress of the stored executions; any not found is inserted whole with the rest.
+  if (!progress.empty()) {
+    Finish(progress_columns_);
+    std::set<std::pair<std::string, int>> found;
+    update_progress_.execute();
+    while (update_progress_.fetch()) found.emplace(returned_id_, returned_seq_);
+    for (const auto& [i, x] : progress) {
+      const InstanceRecord& r = *items[i].record;
+      if (found.count({r.id.str(), x->seq})) continue;
+      ExecutionColumns whole;
+      whole.Set(r.executions[static_cast<std::size_t>(x->seq)]);
+      whole.seq = x->seq;
+      AddExecution(r.id.str(), whole);
+    }
+  }
+
+  // 4. The executions of every create and write that went through.
   if (!execution_columns_.front().empty()) {
     Finish(execution_columns_);
     upsert_executions_.execute(true);

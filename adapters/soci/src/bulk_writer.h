@@ -36,7 +36,8 @@ class PgArray {
 // Applies a batch of creates and writes on PostgreSQL, where every statement is a round trip:
 // instead of a statement per row, one INSERT ... SELECT FROM unnest(arrays) for the created
 // instances, one UPDATE ... FROM unnest(arrays) for the headers of the written ones (the lease
-// check in its WHERE clause), and one UPSERT for every execution of both. The statements are
+// check in its WHERE clause), one UPDATE for the progress of executions stored already, and one
+// UPSERT for every other execution of both. The statements are
 // prepared once and reused; each column's values are one bound array parameter. Semantics are
 // InstanceWriter's: requests apply in order, and a refusal is decided before anything of that
 // request is written. Not thread-safe; must not outlive the connection.
@@ -52,16 +53,20 @@ class BulkInstanceWriter {
   // Items [first, last) of which none names the same instance as another.
   void ApplySegment(const std::vector<WriteItem>& items, std::size_t first, std::size_t last,
                     std::vector<ItemOutcome>& out);
-  void AddExecution(const std::string& instance_id, const engine::StateExecution& e, int seq);
+  void AddExecution(const std::string& instance_id, const ExecutionColumns& c);
+  void AddProgress(const std::string& instance_id, const ExecutionColumns& c);
 
   Connection& conn_;
   std::vector<PgArray> insert_columns_;     // instances, in kInstanceColumns order
   std::vector<PgArray> header_columns_;     // see kHeaderColumns
   std::vector<PgArray> execution_columns_;  // instance_id, then kExecutionColumns order
+  std::vector<PgArray> progress_columns_;   // see kProgressColumns
   std::string returned_id_;
+  int returned_seq_ = 0;
   soci::statement insert_instances_;
   soci::statement update_headers_;
   soci::statement upsert_executions_;
+  soci::statement update_progress_;
 };
 
 }  // namespace sagaflow::adapters::sql
