@@ -71,8 +71,16 @@ StateExecution MakeExecution(int id, const std::string& state, Json input) {
   return e;
 }
 
+// One committer: the batching tests gate it and count its batches.
+SociStoreOptions OneCommitter() {
+  SociStoreOptions options;
+  options.committers = 1;
+  return options;
+}
+
 // Keeps the committer thread busy (in a callback) until Open() is called, so that everything
-// queued meanwhile goes into one batch.
+// queued meanwhile goes into one batch. With one committer (OneCommitter()); with several, only
+// the one the gate's instance goes to.
 class CommitterGate {
  public:
   explicit CommitterGate(SociStateStore& store) : record_(MakeRecord("gate")) {
@@ -277,7 +285,7 @@ TEST_P(SociStateStoreTest, CorruptStoredDataIsAnInternalErrorNamingTheColumn) {
 }
 
 TEST_P(SociStateStoreTest, ARefusedItemDoesNotFailTheOthersOfItsBatch) {
-  std::unique_ptr<SociStateStore> store = Open();
+  std::unique_ptr<SociStateStore> store = Open(OneCommitter());
   ASSERT_NE(store, nullptr);
   constexpr int kInstances = 30;
   std::vector<InstanceRecord> records;
@@ -332,7 +340,7 @@ TEST_P(SociStateStoreTest, ARefusedItemDoesNotFailTheOthersOfItsBatch) {
 }
 
 TEST_P(SociStateStoreTest, RequestsOfOneInstanceInOneBatchApplyInOrder) {
-  std::unique_ptr<SociStateStore> store = Open();
+  std::unique_ptr<SociStateStore> store = Open(OneCommitter());
   ASSERT_NE(store, nullptr);
   // Three requests for one instance, and one for another, in one batch. Each request has its
   // own record (a caller may not change a record before its callback).
@@ -717,6 +725,86 @@ class PostgresStoreTest : public ::testing::Test {
   std::unique_ptr<TestDatabase> db_;
 };
 
+// Several committers: each instance's writes go to one of them, in the order submitted, and
+// every write lands.
+TEST_F(PostgresStoreTest, ParallelCommittersApplyEachInstancesWritesInOrder) {
+  SociStoreOptions options;
+  options.committers = 3;
+  Result<std::unique_ptr<SociStateStore>> opened = db_->Open(options);
+  ASSERT_THAT(opened, IsOk());
+  SociStateStore& store = **opened;
+  constexpr int kInstances = 40;
+  constexpr int kWrites = 5;
+  std::vector<InstanceRecord> records;
+  for (int i = 0; i < kInstances; ++i) records.push_back(MakeRecord("p" + std::to_string(i)));
+  for (const InstanceRecord& r : records) ASSERT_THAT(store.CreateInstance(r), IsOk());
+
+  // Write k of an instance sets its cursor to k; all of them queued at once, without waiting.
+  std::vector<std::vector<InstanceRecord>> versions(kInstances);
+  std::vector<std::promise<Status>> done(kInstances * kWrites);
+  for (int i = 0; i < kInstances; ++i) {
+    for (int k = 1; k <= kWrites; ++k) {
+      InstanceRecord& v = versions[static_cast<std::size_t>(i)].emplace_back(
+          records[static_cast<std::size_t>(i)]);
+      v.cursor.current = k;
+    }
+  }
+  for (int k = 1; k <= kWrites; ++k) {
+    for (int i = 0; i < kInstances; ++i) {
+      const auto slot = static_cast<std::size_t>(i * kWrites + k - 1);
+      store.WriteInstanceAsync(
+          InstanceWrite{&versions[static_cast<std::size_t>(i)][static_cast<std::size_t>(k - 1)],
+                        {}, false, /*header=*/false},
+          [&done, slot](Status s) { done[slot].set_value(std::move(s)); });
+    }
+  }
+  for (auto& d : done) EXPECT_THAT(d.get_future().get(), IsOk());
+  for (const InstanceRecord& r : records) {
+    Result<InstanceRecord> loaded = store.LoadInstance(r.id);
+    ASSERT_THAT(loaded, IsOk());
+    EXPECT_EQ(loaded->cursor.current, kWrites) << r.id.str();
+  }
+  EXPECT_EQ(store.stats().items_written,
+            static_cast<std::uint64_t>(kInstances + kInstances * kWrites));
+}
+
+// A callback writing synchronously applies its write on its own committer's thread, whichever
+// committer the instance goes to: two callbacks on two committers, each writing the other's
+// instance, do not wait for each other.
+TEST_F(PostgresStoreTest, SynchronousWritesFromCallbacksOfSeveralCommittersDoNotDeadlock) {
+  SociStoreOptions options;
+  options.committers = 4;
+  Result<std::unique_ptr<SociStateStore>> opened = db_->Open(options);
+  ASSERT_THAT(opened, IsOk());
+  SociStateStore& store = **opened;
+  constexpr int kInstances = 16;
+  std::vector<InstanceRecord> records;
+  for (int i = 0; i < kInstances; ++i) records.push_back(MakeRecord("d" + std::to_string(i)));
+  for (const InstanceRecord& r : records) ASSERT_THAT(store.CreateInstance(r), IsOk());
+  std::vector<InstanceRecord> firsts = records;
+  std::vector<InstanceRecord> seconds = records;
+  std::vector<std::promise<Status>> done(kInstances);
+  for (int i = 0; i < kInstances; ++i) {
+    firsts[static_cast<std::size_t>(i)].cursor.current = 1;
+    seconds[static_cast<std::size_t>(i)].cursor.current = 2;
+  }
+  for (int i = 0; i < kInstances; ++i) {
+    // The callback of instance i's write writes instance i+1 (another committer, mostly).
+    const auto next = static_cast<std::size_t>((i + 1) % kInstances);
+    store.WriteInstanceAsync(
+        InstanceWrite{&firsts[static_cast<std::size_t>(i)], {}, false, false},
+        [&, next, i](Status) {
+          done[static_cast<std::size_t>(i)].set_value(
+              store.WriteInstance(InstanceWrite{&seconds[next], {}, false, false}));
+        });
+  }
+  for (auto& d : done) {
+    std::future<Status> f = d.get_future();
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+    EXPECT_THAT(f.get(), IsOk());
+  }
+}
+
 TEST_F(PostgresStoreTest, AKilledConnectionFailsOneWriteAndTheNextReconnects) {
   Result<std::unique_ptr<SociStateStore>> opened = db_->Open();
   ASSERT_THAT(opened, IsOk());
@@ -750,7 +838,7 @@ TEST_F(PostgresStoreTest, AKilledConnectionFailsOneWriteAndTheNextReconnects) {
 // An item the database rejects (PostgreSQL text cannot hold invalid UTF-8) fails alone: the
 // batch is retried one item per transaction.
 TEST_F(PostgresStoreTest, AnItemTheDatabaseRejectsFailsAlone) {
-  Result<std::unique_ptr<SociStateStore>> opened = db_->Open();
+  Result<std::unique_ptr<SociStateStore>> opened = db_->Open(OneCommitter());
   ASSERT_THAT(opened, IsOk());
   SociStateStore& store = **opened;
   constexpr int kInstances = 20;

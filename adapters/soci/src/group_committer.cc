@@ -8,6 +8,8 @@ namespace sagaflow::adapters::sql {
 
 namespace {
 
+thread_local GroupCommitter* current_committer = nullptr;
+
 // Runs a request's callback; an exception from it must not end the committer thread.
 void Complete(WriteRequest& request, const Status& status, const InstanceId& id) {
   try {
@@ -81,7 +83,10 @@ GroupCommitStats GroupCommitter::stats() const {
   return stats_;
 }
 
+GroupCommitter* GroupCommitter::Current() { return current_committer; }
+
 void GroupCommitter::Run() {
+  current_committer = this;
   std::vector<WriteRequest> batch;
   while (true) {
     {

@@ -51,6 +51,9 @@ class GroupCommitter {
   // there would never end. After Stop(): the callback runs at once with kFailedPrecondition.
   void Submit(WriteRequest request, bool inline_if_committer);
 
+  // The committer whose thread this is (running a batch or its callbacks), or null.
+  static GroupCommitter* Current();
+
   // Applies everything queued, then ends the thread. Idempotent; not from a callback.
   void Stop() noexcept;
 

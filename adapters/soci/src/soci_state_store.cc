@@ -22,19 +22,49 @@ using sql::Connection;
 
 struct SociStateStore::Impl {
   Impl(sql::DatabaseConfig config, std::unique_ptr<Connection> writer)
-      : config(config),
-        pool(config, config.options.pool_size),
-        committer(config, std::move(writer)) {}
+      : config(config), pool(config, config.options.pool_size) {
+    // SQLite has one writer at a time: one committer. PostgreSQL runs the batches of several
+    // in parallel, each on its own connection.
+    const std::size_t n = config.backend == sql::Backend::kSqlite
+                              ? 1
+                              : std::max<std::size_t>(1, config.options.committers);
+    committers.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      committers.push_back(std::make_unique<sql::GroupCommitter>(
+          config, i == 0 ? std::move(writer) : nullptr));
+    }
+  }
+
+  // Every create and write of an instance goes to the same committer, so that they apply in
+  // the order they were submitted.
+  sql::GroupCommitter& CommitterFor(const InstanceId& id) {
+    if (committers.size() == 1) return *committers.front();
+    return *committers[std::hash<std::string>{}(id.str()) % committers.size()];
+  }
+
+  void Submit(sql::WriteRequest request, bool inline_if_committer) {
+    if (inline_if_committer) {
+      // A callback on a committer's thread writing synchronously: applied there at once (its
+      // connection is free between batches). Queued to another committer, it could wait for
+      // that one while that one waits for this one. The instance has no other write in flight,
+      // so its order is kept.
+      for (const auto& committer : committers) {
+        if (committer.get() == sql::GroupCommitter::Current()) {
+          committer->Submit(std::move(request), true);
+          return;
+        }
+      }
+    }
+    CommitterFor(request.record->id).Submit(std::move(request), inline_if_committer);
+  }
 
   // Runs `op` on a pooled connection, turning exceptions into Statuses named after `what`.
   // With `retry`, an operation that failed because its connection was lost (an idle pooled
   // connection the server closed, e.g. after a restart) runs once more on a new connection;
   // only for operations that may safely run twice.
-  // On SQLite the committer writes row by row from encoded columns: encode them here, on the
-  // submitting thread, so that the one committer thread only binds and executes. (The
-  // PostgreSQL bulk writer encodes while it builds its arrays.)
+  // The committers write from encoded columns: encode them here, on the submitting thread, so
+  // that a committer thread only binds (SQLite) or fills its arrays (PostgreSQL) and executes.
   void Encode(sql::WriteRequest& request) const {
-    if (config.backend != sql::Backend::kSqlite) return;
     request.encoded = sql::EncodeItem(sql::WriteItem{
         request.record, request.create, &request.executions, request.context_changed,
         request.header, request.stored_executions});
@@ -50,7 +80,7 @@ struct SociStateStore::Impl {
     request.stored_executions = write.stored_executions;
     request.write_done = std::move(done);
     Encode(request);
-    committer.Submit(std::move(request), inline_if_committer);
+    Submit(std::move(request), inline_if_committer);
   }
 
   template <typename T, typename Op>
@@ -76,7 +106,7 @@ struct SociStateStore::Impl {
 
   const sql::DatabaseConfig config;
   sql::ConnectionPool pool;
-  sql::GroupCommitter committer;
+  std::vector<std::unique_ptr<sql::GroupCommitter>> committers;
 };
 
 namespace {
@@ -92,9 +122,23 @@ SociStateStore::SociStateStore(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 
 SociStateStore::~SociStateStore() { Stop(); }
 
-void SociStateStore::Stop() noexcept { impl_->committer.Stop(); }
+void SociStateStore::Stop() noexcept {
+  for (auto& committer : impl_->committers) committer->Stop();
+}
 
-GroupCommitStats SociStateStore::stats() const { return impl_->committer.stats(); }
+GroupCommitStats SociStateStore::stats() const {
+  GroupCommitStats total;
+  for (const auto& committer : impl_->committers) {
+    const GroupCommitStats s = committer->stats();
+    total.batches += s.batches;
+    total.commits += s.commits;
+    total.items_written += s.items_written;
+    total.items_refused += s.items_refused;
+    total.items_failed += s.items_failed;
+    total.largest_batch = std::max(total.largest_batch, s.largest_batch);
+  }
+  return total;
+}
 
 const std::string& SociStateStore::display_url() const { return impl_->config.display; }
 
@@ -141,7 +185,7 @@ Result<InstanceId> SociStateStore::CreateInstance(const InstanceRecord& record) 
   request.create = true;
   request.create_done = [&promise](Result<InstanceId> r) { promise.set_value(std::move(r)); };
   impl_->Encode(request);
-  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/true);
+  impl_->Submit(std::move(request), /*inline_if_committer=*/true);
   return future.get();
 }
 
@@ -164,7 +208,7 @@ void SociStateStore::CreateInstanceAsync(const InstanceRecord& record, CreateDon
   request.create = true;
   request.create_done = std::move(done);
   impl_->Encode(request);
-  impl_->committer.Submit(std::move(request), /*inline_if_committer=*/false);
+  impl_->Submit(std::move(request), /*inline_if_committer=*/false);
 }
 
 Result<InstanceRecord> SociStateStore::LoadInstance(const InstanceId& id) {

@@ -24,6 +24,9 @@ struct SociStoreOptions {
   std::size_t pool_size = 4;
   // The most instance writes applied in one transaction (one group commit).
   std::size_t max_batch = 1024;
+  // PostgreSQL: committer threads, each with its own connection, applying their batches in
+  // parallel (an instance's writes always go to the same one). SQLite has one writer: 1.
+  std::size_t committers = 2;
   // PostgreSQL: the schema to create (if missing) and use through search_path; "" for the
   // server's default (usually `public`). A plain identifier: letters, digits and '_'.
   std::string schema;
@@ -48,9 +51,10 @@ struct GroupCommitStats {
 };
 
 // A StateStore over SOCI: SQLite (one file, WAL) or PostgreSQL (several engine processes share
-// one database). Instance creates and writes go through one committer thread that applies
+// one database). Instance creates and writes go through a committer thread that applies
 // everything queued in one transaction (group commit), so that the writes of many instances
-// share one commit; reads, claims and definitions use a pool of other connections.
+// share one commit (on PostgreSQL, `committers` of them in parallel, each instance always on the
+// same one); reads, claims and definitions use a pool of other connections.
 //
 // Thread-safe. Every method blocks on the database (there is no per-call deadline: a lost
 // PostgreSQL server is detected by libpq's timeouts, a locked SQLite file after busy_timeout).
