@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace sagaflow::adapters::sql {
@@ -159,36 +161,47 @@ Result<std::unique_ptr<Connection>> Connection::Open(const DatabaseConfig& confi
     sqlite_api::sqlite3_busy_timeout(
         backend->conn_, static_cast<int>(std::clamp<long long>(config.options.busy_timeout.count(),
                                                                0, 24LL * 3600 * 1000)));
-    try {
-      std::string mode;
-      conn->session_ << "PRAGMA journal_mode = WAL", soci::into(mode);
-      std::transform(mode.begin(), mode.end(), mode.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      if (mode != "wal") {
-        return FailedPrecondition(config.display + ": the database cannot use WAL (journal mode " +
-                                  mode + ")");
+    const auto configure_deadline = std::chrono::steady_clock::now() + config.options.busy_timeout;
+    while (true) {
+      try {
+        std::string mode;
+        conn->session_ << "PRAGMA journal_mode = WAL", soci::into(mode);
+        std::transform(mode.begin(), mode.end(), mode.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (mode != "wal") {
+          return FailedPrecondition(config.display +
+                                    ": the database cannot use WAL (journal mode " + mode + ")");
+        }
+        conn->Execute(config.options.durability == SociStoreOptions::Durability::kFull
+                          ? "PRAGMA synchronous = FULL"
+                          : "PRAGMA synchronous = NORMAL");
+        conn->Execute("PRAGMA foreign_keys = ON");
+        // A page cache large enough for the working set of the instances in flight (64 MiB, used
+        // as needed), and reads through a memory map instead of copies into it.
+        conn->Execute("PRAGMA cache_size = -65536");
+        conn->Execute("PRAGMA mmap_size = 268435456");
+        // Checkpoint the WAL every ~40 MiB instead of every 4 MiB: the pages of the instances in
+        // flight change at every step, and a longer interval writes each of them back once for
+        // many commits.
+        conn->Execute("PRAGMA wal_autocheckpoint = 10000");
+      } catch (const soci::sqlite3_soci_error& e) {
+        if ((e.result() & 0xff) == SQLITE_BUSY &&
+            std::chrono::steady_clock::now() < configure_deadline) {
+          // Another connection is turning a fresh file to WAL, and SQLite does not wait for
+          // that one (it would deadlock): try again until the busy timeout.
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          continue;
+        }
+        if ((e.result() & 0xff) == SQLITE_NOTADB) {
+          return InvalidArgument(config.display + ": " + path.string() +
+                                 " is not a SQLite database (" + OneLine(e.get_error_message()) +
+                                 ")");
+        }
+        return ErrorStatus(e, config.display + ": configuring the connection", conn.get());
+      } catch (const std::exception& e) {
+        return ErrorStatus(e, config.display + ": configuring the connection", conn.get());
       }
-      conn->Execute(config.options.durability == SociStoreOptions::Durability::kFull
-                        ? "PRAGMA synchronous = FULL"
-                        : "PRAGMA synchronous = NORMAL");
-      conn->Execute("PRAGMA foreign_keys = ON");
-      // A page cache large enough for the working set of the instances in flight (64 MiB, used
-      // as needed), and reads through a memory map instead of copies into it.
-      conn->Execute("PRAGMA cache_size = -65536");
-      conn->Execute("PRAGMA mmap_size = 268435456");
-      // Checkpoint the WAL every ~40 MiB instead of every 4 MiB: the pages of the instances in
-      // flight change at every step, and a longer interval writes each of them back once for
-      // many commits.
-      conn->Execute("PRAGMA wal_autocheckpoint = 10000");
-    } catch (const soci::sqlite3_soci_error& e) {
-      if ((e.result() & 0xff) == SQLITE_NOTADB) {
-        return InvalidArgument(config.display + ": " + path.string() +
-                               " is not a SQLite database (" + OneLine(e.get_error_message()) +
-                               ")");
-      }
-      return ErrorStatus(e, config.display + ": configuring the connection", conn.get());
-    } catch (const std::exception& e) {
-      return ErrorStatus(e, config.display + ": configuring the connection", conn.get());
+      break;
     }
     return conn;
   }
