@@ -215,6 +215,67 @@ TEST_P(SociStateStoreTest, LeaseIndexesHoldRunningInstancesOnly) {
   EXPECT_EQ(*renewed, 1u);
 }
 
+// Schema version 3 drops the executions' foreign key: a database at version 2 (with the key)
+// keeps every row through the migration, SQLite's rebuilt table included.
+TEST_P(SociStateStoreTest, MigrationThreeDropsTheExecutionsForeignKeyAndKeepsTheRows) {
+  const bool sqlite = GetParam() == "sqlite";
+  const std::string foreign_keys =
+      sqlite ? "SELECT COUNT(*) FROM pragma_foreign_key_list('state_executions')"
+             : "SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f' AND "
+               "conrelid = 'state_executions'::regclass";
+  InstanceRecord r = MakeRecord("kept");
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  r.executions.push_back(MakeExecution(1, "B", Json{{"b", 2}}));
+  {
+    std::unique_ptr<SociStateStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->CreateInstance(r), IsOk());
+  }
+  EXPECT_EQ(db_->Execute(foreign_keys), "0");
+
+  // Back to version 2's table, rows and all.
+  const std::string v2 =
+      sqlite ? R"(PRAGMA foreign_keys = OFF;
+         CREATE TABLE state_executions_v2 (
+           instance_id TEXT NOT NULL REFERENCES instances (id) ON DELETE CASCADE,
+           seq INTEGER NOT NULL, state TEXT NOT NULL, state_index INTEGER NOT NULL,
+           kind TEXT NOT NULL, compensates INTEGER NOT NULL, retried_for INTEGER NOT NULL,
+           epoch INTEGER NOT NULL, attempts INTEGER NOT NULL, status TEXT NOT NULL,
+           compensation_status TEXT, superseded INTEGER NOT NULL, for_update INTEGER NOT NULL,
+           retry_counts TEXT NOT NULL, retry_at BIGINT, idempotency_key TEXT NOT NULL,
+           input TEXT NOT NULL, output TEXT NOT NULL, error TEXT, started_at BIGINT NOT NULL,
+           ended_at BIGINT, PRIMARY KEY (instance_id, seq));
+         INSERT INTO state_executions_v2 SELECT * FROM state_executions;
+         DROP TABLE state_executions;
+         ALTER TABLE state_executions_v2 RENAME TO state_executions;
+         DELETE FROM schema_migrations WHERE version = 3;)"
+             : "ALTER TABLE state_executions ADD CONSTRAINT state_executions_instance_id_fkey "
+               "FOREIGN KEY (instance_id) REFERENCES instances (id) ON DELETE CASCADE; "
+               "DELETE FROM schema_migrations WHERE version = 3";
+  ASSERT_THAT(db_->Execute(v2), Not(HasSubstr("ERROR")));
+  ASSERT_EQ(db_->Execute(foreign_keys), "1");
+
+  Result<std::vector<int>> applied = MigrateDatabase(db_->url(), db_->Options());
+  ASSERT_THAT(applied, IsOk());
+  EXPECT_THAT(*applied, ElementsAre(3));
+  EXPECT_EQ(db_->Execute(foreign_keys), "0");
+
+  std::unique_ptr<SociStateStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  Result<InstanceRecord> loaded = store->LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  ASSERT_EQ(loaded->executions.size(), 2u);
+  EXPECT_EQ(loaded->executions[0].input, Json::array({"a"}));
+  EXPECT_EQ(loaded->executions[1].state, StateName("B"));
+  EXPECT_EQ(loaded->executions[1].input, (Json{{"b", 2}}));
+  // And the table takes new rows.
+  r.executions.push_back(MakeExecution(2, "C", Json::array()));
+  ASSERT_THAT(store->WriteInstance(InstanceWrite{&r, {2}, false}), IsOk());
+  loaded = store->LoadInstance(r.id);
+  ASSERT_THAT(loaded, IsOk());
+  EXPECT_EQ(loaded->executions.size(), 3u);
+}
+
 TEST_P(SociStateStoreTest, OpeningAFreshDatabaseMigratesIt) {
   ASSERT_NE(Open(), nullptr);
   EXPECT_EQ(db_->Execute("SELECT MAX(version) FROM schema_migrations"),

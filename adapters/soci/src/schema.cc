@@ -95,6 +95,52 @@ const std::vector<Migration> kMigrations = {
          "ALTER TABLE instances SET (fillfactor = 50)",
          "ALTER TABLE state_executions SET (fillfactor = 50)",
      }},
+    {3,
+     "state executions without a foreign key to their instance",
+     {},
+     {
+         // The committer writes an instance's executions only in the transaction that writes its
+         // row, after the lease check found the row; nothing deletes instances. The key's check
+         // (a lookup of the instance for every execution inserted) guarded nothing the writer
+         // does not, at a tenth of the database's work per step.
+         "ALTER TABLE state_executions DROP CONSTRAINT IF EXISTS "
+         "state_executions_instance_id_fkey",
+     },
+     {
+         // SQLite cannot drop a constraint: the table is rebuilt without it, rows kept.
+         R"(CREATE TABLE state_executions_v3 (
+              instance_id TEXT NOT NULL,
+              seq INTEGER NOT NULL,
+              state TEXT NOT NULL,
+              state_index INTEGER NOT NULL,
+              kind TEXT NOT NULL,
+              compensates INTEGER NOT NULL,
+              retried_for INTEGER NOT NULL,
+              epoch INTEGER NOT NULL,
+              attempts INTEGER NOT NULL,
+              status TEXT NOT NULL,
+              compensation_status TEXT,
+              superseded INTEGER NOT NULL,
+              for_update INTEGER NOT NULL,
+              retry_counts TEXT NOT NULL,
+              retry_at BIGINT,
+              idempotency_key TEXT NOT NULL,
+              input TEXT NOT NULL,
+              output TEXT NOT NULL,
+              error TEXT,
+              started_at BIGINT NOT NULL,
+              ended_at BIGINT,
+              PRIMARY KEY (instance_id, seq)))",
+         "INSERT INTO state_executions_v3 (instance_id, seq, state, state_index, kind, "
+         "compensates, retried_for, epoch, attempts, status, compensation_status, superseded, "
+         "for_update, retry_counts, retry_at, idempotency_key, input, output, error, started_at, "
+         "ended_at) SELECT instance_id, seq, state, state_index, kind, compensates, retried_for, "
+         "epoch, attempts, status, compensation_status, superseded, for_update, retry_counts, "
+         "retry_at, idempotency_key, input, output, error, started_at, ended_at "
+         "FROM state_executions",
+         "DROP TABLE state_executions",
+         "ALTER TABLE state_executions_v3 RENAME TO state_executions",
+     }},
 };
 
 // Takes the migrators' lock for the current transaction (PostgreSQL; SQLite's write
@@ -152,6 +198,8 @@ Result<std::vector<int>> ApplyMigrations(Connection& conn, const DatabaseConfig&
       for (const char* statement : migration.statements) conn.session() << statement;
       if (conn.backend() == Backend::kPostgres) {
         for (const char* statement : migration.postgres_statements) conn.session() << statement;
+      } else {
+        for (const char* statement : migration.sqlite_statements) conn.session() << statement;
       }
       const int version = migration.version;
       const std::string description = migration.description;

@@ -14,6 +14,7 @@ struct Migration {
   const char* description;
   std::vector<const char*> statements;  // one SQL statement each, portable to both backends
   std::vector<const char*> postgres_statements = {};  // then these, on PostgreSQL only
+  std::vector<const char*> sqlite_statements = {};    // or these, on SQLite only
 };
 
 // Every migration this binary knows, oldest first; versions are 1, 2, ...
