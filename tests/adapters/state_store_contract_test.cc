@@ -548,9 +548,12 @@ TEST_P(StateStoreContractTest, WriteAppliesHeaderListedExecutionsAndFlaggedConte
   r.error_message = "fulfilment failed";
   r.ended_at = At(12);
   r.cursor.phase = Phase::kFinished;
+  const TimePoint started = r.started_at;
+  r.started_at = At(9);  // the creation's, stored by the create alone
   ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {1}, true}), IsOk());
 
   loaded = Load("i1");
+  EXPECT_EQ(loaded.started_at, started);
   EXPECT_EQ(loaded.status, RunStatus::kUnknown);
   EXPECT_THAT(loaded.compensation_status, Optional(RunStatus::kSucceeded));
   EXPECT_THAT(loaded.error, Optional(TaskFailure{"DemoException", "boom"}));

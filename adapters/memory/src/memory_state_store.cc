@@ -154,7 +154,6 @@ Status MemoryStateStore::Apply(const engine::InstanceWrite& write, Entry& entry)
     dst.error = src.error;
     dst.error_code = src.error_code;
     dst.error_message = src.error_message;
-    dst.started_at = src.started_at;
     dst.ended_at = src.ended_at;
   }
   dst.compensation_status = src.compensation_status;

@@ -58,14 +58,13 @@ const std::vector<Column> kHeaderColumns = {
     {"error_code", "text"},
     {"error_message", "text"},
     {"lease_until", "bigint"},
-    {"started_at", "bigint"},
     {"ended_at", "bigint"},
     {"context", "text"},
 };
 // Columns of kHeaderColumns only a write with `header` stores.
 bool HeaderOnly(const std::string& name) {
   return name == "status" || name == "error" || name == "error_code" || name == "error_message" ||
-         name == "lease_until" || name == "started_at" || name == "ended_at";
+         name == "lease_until" || name == "ended_at";
 }
 
 const std::vector<Column> kExecutionColumns = {
@@ -417,10 +416,9 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       a[k++].Add(c.error_code);
       a[k++].Add(c.error_message);
       a[k++].Add(c.lease_until);
-      a[k++].Add(c.started_at);
       AddOptional(a[k++], c.ended_at, c.ended_at_ind);
     } else {
-      for (int n = 0; n < 7; ++n) a[k++].AddNull();  // not stored
+      for (int n = 0; n < 6; ++n) a[k++].AddNull();  // not stored
     }
     if (items[i].context_changed) {
       a[k++].Add(c.context);

@@ -81,8 +81,8 @@ void Prepare(soci::statement& st, const std::string& sql) {
 constexpr const char* kProgressAssignments = "compensation_status = ?, updated_at = ?, cursor = ?";
 // ... and what a write with `header` stores besides.
 constexpr const char* kHeaderAssignments =
-    "status = ?, error = ?, error_code = ?, error_message = ?, lease_until = ?, started_at = ?, "
-    "ended_at = ?, unfinished = ?";
+    "status = ?, error = ?, error_code = ?, error_message = ?, lease_until = ?, ended_at = ?, "
+    "unfinished = ?";
 
 }  // namespace
 
@@ -275,7 +275,6 @@ int InstanceWriter::UpdateInstance(const InstanceColumns& c, bool header, bool c
     st.Text(c.error_code);
     st.Text(c.error_message);
     st.Int(c.lease_until);
-    st.Int(c.started_at);
     st.Int(c.ended_at, c.ended_at_ind);
     st.Int(c.unfinished);
   }

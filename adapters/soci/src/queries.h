@@ -84,7 +84,7 @@ class InstanceWriter {
   Result<InstanceId> Create(const engine::InstanceRecord& r, const EncodedItem* encoded = nullptr);
 
   // The cursor, updated_at and compensation status; with `header` also status, error, error
-  // code and message, started_at, ended_at and lease_until; the listed executions (identity
+  // code and message, ended_at and lease_until; the listed executions (identity
   // and input by their first write, progress always); the context when `context_changed`.
   // Refused with kNotFound or lease lost (kFailedPrecondition) when the stored owner is not
   // r.owner. Executions with a seq below `stored_executions` are stored already: only their

@@ -24,9 +24,10 @@ struct DefinitionRecord {
 //
 // Every write stores the cursor, updated_at and compensation_status. A write with
 // `header` also stores the rest of the header: status, error, error code and message,
-// started_at, ended_at and lease_until (the engine sets it at the first write of a run or an
+// ended_at and lease_until (the engine sets it at the first write of a run or an
 // operation and at the end of one; in between those fields do not change, and the lease is
-// renewed by RenewLeases, so a step's write leaves the indexed columns alone). Whether the
+// renewed by RenewLeases, so a step's write leaves the indexed columns alone). started_at is
+// the instance's creation and is stored by the create alone, like its identity. Whether the
 // instance is finished (its cursor's phase) may change only in a write with `header`: stores
 // may index it with the header. The owner is never written here: it is checked.
 //
