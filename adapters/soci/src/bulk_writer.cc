@@ -1,6 +1,7 @@
 #include "bulk_writer.h"
 
 #include <algorithm>
+#include <charconv>
 #include <memory>
 #include <set>
 #include <tuple>
@@ -166,16 +167,26 @@ void AddOptional(PgArray& a, long long value, soci::indicator ind) {
 void PgArray::Add(const std::string& value) {
   Separate();
   text_ += '"';
-  for (char c : value) {
-    if (c == '"' || c == '\\') text_ += '\\';
-    text_ += c;
+  // Runs without a quote or a backslash are copied whole; those two are escaped.
+  const char* p = value.data();
+  const char* const end = p + value.size();
+  while (p < end) {
+    const char* q = p;
+    while (q < end && *q != '"' && *q != '\\') ++q;
+    text_.append(p, static_cast<std::size_t>(q - p));
+    if (q == end) break;
+    text_ += '\\';
+    text_ += *q;
+    p = q + 1;
   }
   text_ += '"';
 }
 
 void PgArray::Add(long long value) {
   Separate();
-  text_ += std::to_string(value);
+  char digits[24];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+  text_.append(digits, static_cast<std::size_t>(end - digits));
 }
 
 void PgArray::AddNull() {
