@@ -78,21 +78,32 @@ SociStoreOptions OneCommitter() {
   return options;
 }
 
-// Keeps the committer thread busy (in a callback) until Open() is called, so that everything
-// queued meanwhile goes into one batch. With one committer (OneCommitter()); with several, only
-// the one the gate's instance goes to.
+// Holds the committer back until Open() is called, so that everything queued meanwhile goes
+// into one batch (with one committer, OneCommitter(); with several, only the one the gate's
+// instances go to). The committer runs at most one batch ahead of its completer: a first
+// instance's callback keeps the completer busy, a second's batch waits to be taken, and a
+// third's batch, applied, waits to be handed over, with the committer.
 class CommitterGate {
  public:
-  explicit CommitterGate(SociStateStore& store) : record_(MakeRecord("gate")) {
-    // The callback holds its own references: the gate may be gone before it returns.
+  explicit CommitterGate(SociStateStore& store) {
+    std::shared_future<void> opened = opened_.get_future().share();
+    auto first = std::make_shared<InstanceRecord>(MakeRecord("gate-1"));
     auto entered = std::make_shared<std::promise<void>>();
     std::future<void> entered_future = entered->get_future();
-    std::shared_future<void> opened = opened_.get_future().share();
-    store.CreateInstanceAsync(record_, [entered, opened](Result<InstanceId>) {
+    // The callbacks hold their own references: the gate may be gone before they return.
+    store.CreateInstanceAsync(*first, [first, entered, opened](Result<InstanceId>) {
       entered->set_value();
       opened.wait();
     });
     entered_future.wait();
+    for (const char* name : {"gate-2", "gate-3"}) {
+      const std::uint64_t before = store.stats().batches;
+      auto next = std::make_shared<InstanceRecord>(MakeRecord(name));
+      store.CreateInstanceAsync(*next, [next](Result<InstanceId>) {});
+      while (store.stats().batches == before) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
   }
   ~CommitterGate() { Open(); }
   void Open() {
@@ -102,7 +113,6 @@ class CommitterGate {
   }
 
  private:
-  InstanceRecord record_;
   std::promise<void> opened_;
   bool open_ = false;
 };
@@ -689,6 +699,29 @@ TEST_F(SqliteStoreTest, TheFileIsCreatedInWalModeAndTripleSlashUrlsWork) {
   EXPECT_THAT((*store)->LoadInstance(InstanceId("i1")), IsOk());
 }
 
+// With durability kFull a write is reported done only once the WAL holding its commit is
+// flushed: when the WAL file cannot be flushed (here it is gone), the write is kUnavailable,
+// never OK. With kNormal nothing is flushed, and the same write succeeds.
+TEST_F(SqliteStoreTest, AWriteIsReportedDoneOnlyOnceItsWalIsFlushed) {
+  Result<std::unique_ptr<SociStateStore>> store = OpenSociStore(db_.url());
+  ASSERT_THAT(store, IsOk());
+  ASSERT_THAT((*store)->CreateInstance(MakeRecord("i1")), IsOk());
+  const std::string wal = db_.path() + "-wal";
+  ASSERT_TRUE(std::filesystem::exists(wal));
+  std::filesystem::remove(wal);
+  EXPECT_THAT((*store)->CreateInstance(MakeRecord("i2")),
+              StatusIs(StatusCode::kUnavailable, AllOf(HasSubstr("WAL"), HasSubstr(wal))));
+  (*store)->Stop();
+
+  TestDatabase other(TestDatabase::Kind::kSqlite);
+  Result<std::unique_ptr<SociStateStore>> normal =
+      OpenSociStore(other.url(), {.durability = SociStoreOptions::Durability::kNormal});
+  ASSERT_THAT(normal, IsOk());
+  ASSERT_THAT((*normal)->CreateInstance(MakeRecord("i1")), IsOk());
+  std::filesystem::remove(other.path() + "-wal");
+  EXPECT_THAT((*normal)->CreateInstance(MakeRecord("i2")), IsOk());
+}
+
 // The store's connection cannot get the write lock (another process holds it) within the busy
 // timeout: the write fails with kUnavailable, nothing of it is visible, and once the lock is
 // released the next write succeeds.
@@ -925,12 +958,13 @@ TEST_F(PostgresStoreTest, AnItemTheDatabaseRejectsFailsAlone) {
   }
   auto list = store.ListInstances({.limit = 100});
   ASSERT_THAT(list, IsOk());
-  EXPECT_EQ(list->size(), static_cast<std::size_t>(kInstances));  // with the gate's
+  // All but i7, and the gate's three.
+  EXPECT_EQ(list->size(), static_cast<std::size_t>(kInstances - 1 + 3));
   const GroupCommitStats stats = store.stats();
   EXPECT_EQ(stats.largest_batch, static_cast<std::uint64_t>(kInstances));
   // The batch failed, then its items went one per transaction.
   EXPECT_EQ(stats.commits, stats.batches - 1 + kInstances - 1);
-  EXPECT_EQ(stats.items_written, static_cast<std::uint64_t>(kInstances));
+  EXPECT_EQ(stats.items_written, static_cast<std::uint64_t>(kInstances - 1 + 3));
 }
 
 TEST_F(PostgresStoreTest, TheSchemaIsCreatedAndUsed) {
