@@ -816,22 +816,39 @@ class PostgresStoreTest : public ::testing::Test {
         db_->application_name() + "'");
     return n.rfind("ERROR", 0) == 0 ? -1 : std::stoi(n);
   }
+  // A store with `committers` committer threads, and `n` instances created in it, named
+  // `prefix` and their number.
+  std::unique_ptr<SociStateStore> OpenWithInstances(std::size_t committers,
+                                                    const std::string& prefix, int n,
+                                                    std::vector<InstanceRecord>& records) {
+    SociStoreOptions options;
+    options.committers = committers;
+    Result<std::unique_ptr<SociStateStore>> opened = db_->Open(options);
+    if (!opened.ok()) {
+      ADD_FAILURE() << opened.status().ToString();
+      return nullptr;
+    }
+    for (int i = 0; i < n; ++i) {
+      records.push_back(MakeRecord(prefix + std::to_string(i)));
+      if (Result<InstanceId> id = (*opened)->CreateInstance(records.back()); !id.ok()) {
+        ADD_FAILURE() << id.status().ToString();
+        return nullptr;
+      }
+    }
+    return std::move(*opened);
+  }
   std::unique_ptr<TestDatabase> db_;
 };
 
 // Several committers: each instance's writes go to one of them, in the order submitted, and
 // every write lands.
 TEST_F(PostgresStoreTest, ParallelCommittersApplyEachInstancesWritesInOrder) {
-  SociStoreOptions options;
-  options.committers = 3;
-  Result<std::unique_ptr<SociStateStore>> opened = db_->Open(options);
-  ASSERT_THAT(opened, IsOk());
-  SociStateStore& store = **opened;
   constexpr int kInstances = 40;
   constexpr int kWrites = 5;
   std::vector<InstanceRecord> records;
-  for (int i = 0; i < kInstances; ++i) records.push_back(MakeRecord("p" + std::to_string(i)));
-  for (const InstanceRecord& r : records) ASSERT_THAT(store.CreateInstance(r), IsOk());
+  std::unique_ptr<SociStateStore> opened = OpenWithInstances(3, "p", kInstances, records);
+  ASSERT_NE(opened, nullptr);
+  SociStateStore& store = *opened;
 
   // Write k of an instance sets its cursor to k; all of them queued at once, without waiting.
   std::vector<std::vector<InstanceRecord>> versions(kInstances);
@@ -862,19 +879,15 @@ TEST_F(PostgresStoreTest, ParallelCommittersApplyEachInstancesWritesInOrder) {
             static_cast<std::uint64_t>(kInstances + kInstances * kWrites));
 }
 
-// A callback writing synchronously applies its write on its own committer's thread, whichever
-// committer the instance goes to: two callbacks on two committers, each writing the other's
-// instance, do not wait for each other.
+// A callback (on a completer thread) writing synchronously has its write applied by its own
+// committer, whichever committer the instance goes to: callbacks of several committers, each
+// writing another's instance, do not wait for each other.
 TEST_F(PostgresStoreTest, SynchronousWritesFromCallbacksOfSeveralCommittersDoNotDeadlock) {
-  SociStoreOptions options;
-  options.committers = 4;
-  Result<std::unique_ptr<SociStateStore>> opened = db_->Open(options);
-  ASSERT_THAT(opened, IsOk());
-  SociStateStore& store = **opened;
   constexpr int kInstances = 16;
   std::vector<InstanceRecord> records;
-  for (int i = 0; i < kInstances; ++i) records.push_back(MakeRecord("d" + std::to_string(i)));
-  for (const InstanceRecord& r : records) ASSERT_THAT(store.CreateInstance(r), IsOk());
+  std::unique_ptr<SociStateStore> opened = OpenWithInstances(4, "d", kInstances, records);
+  ASSERT_NE(opened, nullptr);
+  SociStateStore& store = *opened;
   std::vector<InstanceRecord> firsts = records;
   std::vector<InstanceRecord> seconds = records;
   std::vector<std::promise<Status>> done(kInstances);
