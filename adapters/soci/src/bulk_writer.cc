@@ -44,12 +44,11 @@ const std::vector<Column> kInstanceColumns = {
     {"unfinished", "integer"},
 };
 
-// The key and lease check first, then `header` (1: the write stores the whole header), then the
-// assigned columns. A NULL context keeps the stored one (writes that do not change it).
+// A write with `header`: the key and lease check first, then the assigned columns. A NULL
+// context keeps the stored one (writes that do not change it).
 const std::vector<Column> kHeaderColumns = {
     {"id", "text"},
     {"owner", "text"},
-    {"header", "integer"},
     {"compensation_status", "text"},
     {"updated_at", "bigint"},
     {"cursor", "text"},
@@ -62,11 +61,20 @@ const std::vector<Column> kHeaderColumns = {
     {"ended_at", "bigint"},
     {"context", "text"},
 };
-// Columns of kHeaderColumns only a write with `header` stores.
-bool HeaderOnly(const std::string& name) {
-  return name == "status" || name == "error" || name == "error_code" || name == "error_message" ||
-         name == "lease_until" || name == "ended_at";
-}
+
+// A step's write (without `header`, most of them): what every write stores.
+const std::vector<Column> kStepColumns = {
+    {"id", "text"},
+    {"owner", "text"},
+    {"compensation_status", "text"},
+    {"updated_at", "bigint"},
+    {"cursor", "text"},
+    {"context", "text"},
+};
+
+// "UPDATE instances SET ... FROM unnest(...) AS v(...)" assigning columns[2...], with the lease
+// check in the WHERE clause, atomic with the write.
+std::string UpdateInstances(const std::vector<Column>& columns);
 
 const std::vector<Column> kExecutionColumns = {
     {"instance_id", "text"},
@@ -107,7 +115,26 @@ const std::vector<Column> kProgressColumns = {
     {"ended_at", "bigint"},
 };
 
-std::string Names(const std::vector<Column>& columns, const char* prefix = "") {
+std::string Names(const std::vector<Column>& columns, const char* prefix = "");
+std::string Unnest(const std::vector<Column>& columns);
+
+std::string UpdateInstances(const std::vector<Column>& columns) {
+  std::string assignments;
+  for (std::size_t i = 2; i < columns.size(); ++i) {
+    const std::string name = columns[i].name;
+    if (!assignments.empty()) assignments += ", ";
+    if (name == "context") {
+      assignments += "context = COALESCE(v.context, instances.context)";
+    } else {
+      assignments += name + " = v." + name;
+    }
+  }
+  return "UPDATE instances SET " + assignments + " FROM " + Unnest(columns) + " AS v(" +
+         Names(columns) +
+         ") WHERE instances.id = v.id AND instances.owner = v.owner RETURNING instances.id";
+}
+
+std::string Names(const std::vector<Column>& columns, const char* prefix) {
   std::string out;
   for (const Column& c : columns) {
     if (!out.empty()) out += ", ";
@@ -198,6 +225,7 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
     : conn_(conn),
       insert_instances_(conn.session()),
       update_headers_(conn.session()),
+      update_steps_(conn.session()),
       upsert_executions_(conn.session()),
       update_progress_(conn.session()) {
   // Rows whose id or business key exists already are skipped, without an error that would
@@ -208,27 +236,14 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
                                  ") SELECT * FROM " + Unnest(kInstanceColumns) +
                                  " ON CONFLICT DO NOTHING RETURNING id");
 
-  // The lease check is in the WHERE clause, atomic with the write.
+  // The lease check is in the WHERE clause, atomic with the write. Steps have a statement of
+  // their own, with a third of the columns to send and assign.
   Bind(update_headers_, header_columns_, kHeaderColumns.size());
   update_headers_.exchange(soci::into(returned_id_));
-  std::string assignments;
-  for (std::size_t i = 3; i < kHeaderColumns.size(); ++i) {
-    const std::string name = kHeaderColumns[i].name;
-    if (!assignments.empty()) assignments += ", ";
-    if (name == "context") {
-      assignments += "context = COALESCE(v.context, instances.context)";
-    } else if (HeaderOnly(name)) {
-      // Unchanged by a write without header (an equal value keeps PostgreSQL's HOT update).
-      assignments +=
-          name + " = CASE WHEN v.header = 1 THEN v." + name + " ELSE instances." + name + " END";
-    } else {
-      assignments += name + " = v." + name;
-    }
-  }
-  Prepare(update_headers_, "UPDATE instances SET " + assignments + " FROM " +
-                               Unnest(kHeaderColumns) + " AS v(" + Names(kHeaderColumns) +
-                               ") WHERE instances.id = v.id AND instances.owner = v.owner "
-                               "RETURNING instances.id");
+  Prepare(update_headers_, UpdateInstances(kHeaderColumns));
+  Bind(update_steps_, step_columns_, kStepColumns.size());
+  update_steps_.exchange(soci::into(returned_id_));
+  Prepare(update_steps_, UpdateInstances(kStepColumns));
 
   // Identity and input by the first write; progress always.
   Bind(upsert_executions_, execution_columns_, kExecutionColumns.size());
@@ -400,9 +415,10 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
     }
   }
 
-  // 2. Writes: headers, with the lease check.
+  // 2. Writes: headers and steps, with the lease check.
   std::vector<std::size_t> writes;
   Clear(header_columns_);
+  Clear(step_columns_);
   for (std::size_t i : order) {
     if (items[i].create) continue;
     const InstanceRecord& r = *items[i].record;
@@ -412,24 +428,21 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
     }
     const InstanceColumns& c = encoded[i - first]->instance;
     const bool header = items[i].header;
-    std::vector<PgArray>& a = header_columns_;
+    std::vector<PgArray>& a = header ? header_columns_ : step_columns_;
     std::size_t k = 0;
     a[k++].Add(c.id);
     a[k++].Add(c.owner);
-    a[k++].Add(static_cast<long long>(header ? 1 : 0));
     AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
     a[k++].Add(c.updated_at);
     a[k++].Add(c.cursor);
-    a[k++].Add(static_cast<long long>(c.unfinished));
     if (header) {
+      a[k++].Add(static_cast<long long>(c.unfinished));
       a[k++].Add(c.status);
       AddOptional(a[k++], c.error, c.error_ind);
       a[k++].Add(c.error_code);
       a[k++].Add(c.error_message);
       a[k++].Add(c.lease_until);
       AddOptional(a[k++], c.ended_at, c.ended_at_ind);
-    } else {
-      for (int n = 0; n < 6; ++n) a[k++].AddNull();  // not stored
     }
     if (items[i].context_changed) {
       a[k++].Add(c.context);
@@ -441,10 +454,14 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   // Executions said to be stored, (instance, seq) -> where, to find the ones missing after all.
   std::vector<std::pair<std::size_t, const ExecutionColumns*>> progress;
   if (!writes.empty()) {
-    Finish(header_columns_);
     std::unordered_set<std::string> updated;
-    update_headers_.execute();
-    while (update_headers_.fetch()) updated.insert(returned_id_);
+    for (auto [columns, statement] : {std::pair{&header_columns_, &update_headers_},
+                                      std::pair{&step_columns_, &update_steps_}}) {
+      if (columns->front().empty()) continue;
+      Finish(*columns);
+      statement->execute();
+      while (statement->fetch()) updated.insert(returned_id_);
+    }
     for (std::size_t i : writes) {
       const InstanceRecord& r = *items[i].record;
       if (updated.count(r.id.str())) {

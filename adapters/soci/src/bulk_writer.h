@@ -35,12 +35,12 @@ class PgArray {
 
 // Applies a batch of creates and writes on PostgreSQL, where every statement is a round trip:
 // instead of a statement per row, one INSERT ... SELECT FROM unnest(arrays) for the created
-// instances, one UPDATE ... FROM unnest(arrays) for the headers of the written ones (the lease
-// check in its WHERE clause), one UPDATE for the progress of executions stored already, and one
-// UPSERT for every other execution of both. The statements are
-// prepared once and reused; each column's values are one bound array parameter. Semantics are
-// InstanceWriter's: requests apply in order, and a refusal is decided before anything of that
-// request is written. Not thread-safe; must not outlive the connection.
+// instances, an UPDATE ... FROM unnest(arrays) for the written ones (the lease check in its
+// WHERE clause; one statement for the writes with `header`, one for steps), one UPDATE for the
+// progress of executions stored already, and one UPSERT for every other execution of both. The
+// statements are prepared once and reused; each column's values are one bound array parameter.
+// Semantics are InstanceWriter's: requests apply in order, and a refusal is decided before
+// anything of that request is written. Not thread-safe; must not outlive the connection.
 class BulkInstanceWriter {
  public:
   explicit BulkInstanceWriter(Connection& conn);  // prepares the statements; throws
@@ -59,12 +59,14 @@ class BulkInstanceWriter {
   Connection& conn_;
   std::vector<PgArray> insert_columns_;     // instances, in kInstanceColumns order
   std::vector<PgArray> header_columns_;     // see kHeaderColumns
+  std::vector<PgArray> step_columns_;       // see kStepColumns
   std::vector<PgArray> execution_columns_;  // instance_id, then kExecutionColumns order
   std::vector<PgArray> progress_columns_;   // see kProgressColumns
   std::string returned_id_;
   int returned_seq_ = 0;
   soci::statement insert_instances_;
   soci::statement update_headers_;
+  soci::statement update_steps_;
   soci::statement upsert_executions_;
   soci::statement update_progress_;
 };
