@@ -800,8 +800,12 @@ void Executor::EndAsync() {
 }
 
 void Executor::MaintenanceLoop(std::stop_token stop) {
-  const Duration renew_every = std::max<Duration>(options_.lease_ttl / 3,
+  // Every sixth of a lease, the leases expiring within two thirds of one are renewed: a lease
+  // is renewed while it has a third left at least (the slack for a late pass), and an instance
+  // that ends within its first third of a lease (most do) is never renewed at all.
+  const Duration renew_every = std::max<Duration>(options_.lease_ttl / 6,
                                                   std::chrono::milliseconds(10));
+  const Duration renew_within = options_.lease_ttl * 2 / 3;
   TimePoint next_recover = clock_.Now() + options_.recover_every;
   while (!stop.stop_requested()) {
     {
@@ -810,7 +814,8 @@ void Executor::MaintenanceLoop(std::stop_token stop) {
     }
     if (stop.stop_requested()) return;
     TimePoint now = clock_.Now();
-    auto renewed = store_.RenewLeases(options_.owner, now, now + options_.lease_ttl);
+    auto renewed =
+        store_.RenewLeases(options_.owner, now, now + renew_within, now + options_.lease_ttl);
     if (!renewed.ok()) {
       spdlog::warn("could not renew the leases of owner {}: {}", options_.owner,
                    renewed.status().ToString());

@@ -220,6 +220,7 @@ TEST_P(SociStateStoreTest, LeaseIndexesHoldRunningInstancesOnly) {
   ASSERT_EQ(claimed->size(), 1u);
   EXPECT_EQ((*claimed)[0], running.id);
   auto renewed = store->RenewLeases("engine-b", TimePoint(std::chrono::seconds(250)),
+                                    TimePoint(std::chrono::seconds(350)),
                                     TimePoint(std::chrono::seconds(400)));
   ASSERT_THAT(renewed, IsOk());
   EXPECT_EQ(*renewed, 1u);

@@ -875,17 +875,20 @@ TEST_P(StateStoreContractTest, RenewLeasesExtendsOnlyLiveUnfinishedLeasesOfTheOw
   CreateLeased("mine-finished", "me", 100, true);
   CreateLeased("theirs", "them", 100, false);
 
-  Result<std::size_t> renewed = store().RenewLeases("me", At(60), At(500));
+  CreateLeased("mine-far", "me", 400, false);  // expires after renew_before: time left
+
+  Result<std::size_t> renewed = store().RenewLeases("me", At(60), At(300), At(500));
   ASSERT_THAT(renewed, IsOk());
   EXPECT_EQ(*renewed, 2u);
   EXPECT_EQ(Load("mine-1").lease_until, At(500));
   EXPECT_EQ(Load("mine-2").lease_until, At(500));
+  EXPECT_EQ(Load("mine-far").lease_until, At(400));
   EXPECT_EQ(Load("mine-expired").lease_until, At(50));
   EXPECT_EQ(Load("mine-released").lease_until, At(60));
   EXPECT_EQ(Load("mine-finished").lease_until, At(100));
   EXPECT_EQ(Load("theirs").lease_until, At(100));
-  EXPECT_THAT(store().RenewLeases("nobody", At(60), At(500)), IsOk());
-  EXPECT_EQ(*store().RenewLeases("nobody", At(60), At(500)), 0u);
+  EXPECT_THAT(store().RenewLeases("nobody", At(60), At(300), At(500)), IsOk());
+  EXPECT_EQ(*store().RenewLeases("nobody", At(60), At(300), At(500)), 0u);
 }
 
 TEST_P(StateStoreContractTest, UnfinishedCountsAndLeasesElsewhere) {

@@ -272,13 +272,15 @@ Result<InstanceRecord> MemoryStateStore::ClaimInstance(const InstanceId& id,
 }
 
 Result<std::size_t> MemoryStateStore::RenewLeases(const std::string& owner, TimePoint now,
+                                                  TimePoint renew_before,
                                                   TimePoint lease_until) {
   std::size_t n = 0;
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mu);
     for (auto& [id, entry] : shard.instances) {
       InstanceRecord& r = entry.record;
-      if (!r.finished() && r.owner == owner && r.lease_until > now) {
+      if (!r.finished() && r.owner == owner && r.lease_until > now &&
+          r.lease_until <= renew_before) {
         r.lease_until = lease_until;
         ++n;
       }

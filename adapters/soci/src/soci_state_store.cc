@@ -391,24 +391,26 @@ Result<InstanceRecord> SociStateStore::ClaimInstance(const InstanceId& id, const
 }
 
 Result<std::size_t> SociStateStore::RenewLeases(const std::string& owner, TimePoint now,
-                                                TimePoint lease_until) {
+                                                TimePoint renew_before, TimePoint lease_until) {
   return impl_->Run<std::size_t>(
       "renewing the leases of '" + owner + "'", true, [&](Connection& conn) -> Result<std::size_t> {
         const long long now_ns = sql::ToNanos(now);
+        const long long before_ns = sql::ToNanos(renew_before);
         const long long until_ns = sql::ToNanos(lease_until);
         // On PostgreSQL the rows are locked in the subquery, skipping those a write of this
         // engine holds at that moment: waiting for them while that write waits for a row this
-        // statement locked would be a deadlock. A skipped row is renewed a third of a lease
+        // statement locked would be a deadlock. A skipped row is renewed a sixth of a lease
         // later; its owner is writing it, so it is alive.
         const char* sql =
             conn.backend() == sql::Backend::kPostgres
                 ? "UPDATE instances SET lease_until = :lease_until WHERE id IN (SELECT id FROM "
                   "instances WHERE owner = :owner AND unfinished = 1 AND lease_until > :now "
-                  "FOR UPDATE SKIP LOCKED)"
+                  "AND lease_until <= :before FOR UPDATE SKIP LOCKED)"
                 : "UPDATE instances SET lease_until = :lease_until "
-                  "WHERE owner = :owner AND unfinished = 1 AND lease_until > :now";
+                  "WHERE owner = :owner AND unfinished = 1 AND lease_until > :now "
+                  "AND lease_until <= :before";
         soci::statement st = (conn.session().prepare << sql, soci::use(until_ns),
-                              soci::use(owner), soci::use(now_ns));
+                              soci::use(owner), soci::use(now_ns), soci::use(before_ns));
         st.execute(true);
         return static_cast<std::size_t>(std::max<long long>(0, st.get_affected_rows()));
       });

@@ -154,10 +154,12 @@ class StateStore {
                                                TimePoint now, TimePoint lease_until) = 0;
 
   // Extends to `lease_until` every lease `owner` still holds at `now` on an unfinished instance
-  // (lease_until > now). A lease that expired or was released (ClaimInstance with lease_until
-  // = now) is not revived: another process may be claiming it. Returns how many it extended.
+  // (lease_until > now) that expires at `renew_before` or earlier; later ones have time left
+  // and are left alone (most instances end long before their first lease does). A lease that
+  // expired or was released (ClaimInstance with lease_until = now) is not revived: another
+  // process may be claiming it. Returns how many it extended.
   virtual Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
-                                          TimePoint lease_until) = 0;
+                                          TimePoint renew_before, TimePoint lease_until) = 0;
 
   // Counts unfinished instances, for `recover` to know whether to wait for live leases.
   virtual Result<UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) = 0;

@@ -104,8 +104,8 @@ class FaultInjectingStateStore final : public engine::StateStore {
     return base_.ClaimInstance(id, owner, now, lease_until);
   }
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
-                                  TimePoint lease_until) override {
-    return base_.RenewLeases(owner, now, lease_until);
+                                  TimePoint renew_before, TimePoint lease_until) override {
+    return base_.RenewLeases(owner, now, renew_before, lease_until);
   }
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override {
     return base_.Unfinished(owner, now);

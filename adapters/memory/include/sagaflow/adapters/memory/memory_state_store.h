@@ -48,7 +48,7 @@ class MemoryStateStore final : public engine::StateStore {
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) override;
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
-                                  TimePoint lease_until) override;
+                                  TimePoint renew_before, TimePoint lease_until) override;
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override;
 
   // Instances held, finished or not.
