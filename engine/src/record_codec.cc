@@ -146,6 +146,84 @@ Json CursorToJson(const Cursor& c) {
   return out;
 }
 
+namespace {
+
+void AppendInts(std::string& out, const std::vector<int>& values) {
+  out += '[';
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(values[i]);
+  }
+  out += ']';
+}
+
+}  // namespace
+
+std::string CursorToText(const Cursor& c) {
+  // The keys in the order nlohmann's object dumps them (sorted), each written only when
+  // CursorToJson writes it.
+  const Cursor defaults;
+  std::string out = "{";
+  auto key = [&out](const char* name) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    out += name;
+    out += "\":";
+  };
+  if (c.active_execution != defaults.active_execution) {
+    key("active_execution");
+    out += std::to_string(c.active_execution);
+  }
+  if (c.caught) {
+    key("caught");
+    out += TaskFailureToJson(*c.caught).dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
+  if (c.compensated_in_run) {
+    key("compensated_in_run");
+    out += "true";
+  }
+  if (!c.compensation_stack.empty()) {
+    key("compensation_stack");
+    AppendInts(out, c.compensation_stack);
+  }
+  if (c.compensation_trigger != defaults.compensation_trigger) {
+    key("compensation_trigger");
+    out += std::to_string(c.compensation_trigger);
+  }
+  if (!c.compensations_run.empty()) {
+    key("compensations_run");
+    AppendInts(out, c.compensations_run);
+  }
+  key("current");
+  out += std::to_string(c.current);
+  if (c.epoch != 0) {
+    key("epoch");
+    out += std::to_string(c.epoch);
+  }
+  if (c.idle_transitions != 0) {
+    key("idle_transitions");
+    out += std::to_string(c.idle_transitions);
+  }
+  key("phase");
+  out += '"';
+  out += PhaseName(c.phase);
+  out += '"';
+  if (c.reached_fail) {
+    key("reached_fail");
+    out += "true";
+  }
+  if (c.run_first_execution != 0) {
+    key("run_first_execution");
+    out += std::to_string(c.run_first_execution);
+  }
+  if (c.sequences_issued != 0) {
+    key("sequences_issued");
+    out += std::to_string(c.sequences_issued);
+  }
+  out += '}';
+  return out;
+}
+
 Result<Cursor> CursorFromJson(const Json& json) {
   const std::string path = "cursor";
   if (!json.is_object()) return WrongType(path, "an object", json);

@@ -158,6 +158,25 @@ TEST(RecordCodecTest, ACursorStoresOnlyWhatDiffersFromTheDefaults) {
                                    {"caught", {{"type", "E"}, {"message", "m"}}}}));
 }
 
+TEST(RecordCodecTest, CursorTextIsTheDumpOfTheCursorsJson) {
+  std::vector<Cursor> cursors = {Cursor{}, FullCursor()};
+  Cursor odd;
+  odd.phase = Phase::kFinished;
+  odd.current = 0;
+  odd.caught = TaskFailure{"E\"\\", "订单 \n\x01 \xff"};  // escapes, and a byte that is not UTF-8
+  odd.reached_fail = true;
+  odd.compensations_run = {7};
+  cursors.push_back(odd);
+  for (const Cursor& c : cursors) {
+    EXPECT_EQ(CursorToText(c),
+              CursorToJson(c).dump(-1, ' ', false, Json::error_handler_t::replace));
+    Result<Cursor> decoded = CursorFromJson(Json::parse(CursorToText(c)));
+    ASSERT_THAT(decoded, IsOk());
+    if (c.caught == odd.caught) continue;  // the bad byte comes back as U+FFFD
+    ExpectSameCursor(*decoded, c);
+  }
+}
+
 TEST(RecordCodecTest, MissingOptionalCursorFieldsTakeTheirDefaults) {
   // Each field but the phase and the current state, left out alone: the rest still decodes.
   const Json full = CursorToJson(FullCursor());

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <memory>
 #include <set>
+#include <string_view>
 #include <tuple>
 #include <unordered_set>
 #include <utility>
@@ -280,7 +281,8 @@ void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<
   // A statement may touch an instance once (and its executions once), and requests of one
   // instance must apply in order: a request naming an instance already in the segment starts
   // the next segment.
-  std::unordered_set<std::string> in_segment;
+  std::unordered_set<std::string_view> in_segment;
+  in_segment.reserve(items.size());
   std::size_t first = 0;
   for (std::size_t i = 0; i < items.size(); ++i) {
     if (!in_segment.insert(items[i].record->id.str()).second) {
@@ -398,12 +400,14 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   }
   if (!creates.empty()) {
     Finish(insert_columns_);
-    std::unordered_set<std::string> inserted;
+    // Usually every row was inserted: the count says so, without reading the ids back.
     insert_instances_.execute();
-    while (insert_instances_.fetch()) inserted.insert(returned_id_);
+    const bool all = insert_instances_.get_affected_rows() == static_cast<long long>(creates.size());
+    std::unordered_set<std::string> inserted;
+    while (!all && insert_instances_.fetch()) inserted.insert(returned_id_);
     for (std::size_t i : creates) {
       const InstanceRecord& r = *items[i].record;
-      if (inserted.count(r.id.str())) {
+      if (all || inserted.count(r.id.str())) {
         out[i] = ItemOutcome{Status::Ok(), r.id};
         const EncodedItem& e = *encoded[i - first];
         for (const ExecutionColumns& x : e.executions) AddExecution(e.instance.id, x);
@@ -454,17 +458,25 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   // Executions said to be stored, (instance, seq) -> where, to find the ones missing after all.
   std::vector<std::pair<std::size_t, const ExecutionColumns*>> progress;
   if (!writes.empty()) {
+    // As for the creates: the ids are read back only when a statement updated fewer rows than
+    // it was given (a lease lost, an instance gone).
+    std::size_t header_writes = 0;
+    for (std::size_t i : writes) header_writes += items[i].header ? 1 : 0;
+    bool all_updated[2] = {true, true};  // [header]
     std::unordered_set<std::string> updated;
-    for (auto [columns, statement] : {std::pair{&header_columns_, &update_headers_},
-                                      std::pair{&step_columns_, &update_steps_}}) {
-      if (columns->front().empty()) continue;
-      Finish(*columns);
-      statement->execute();
-      while (statement->fetch()) updated.insert(returned_id_);
+    for (bool header : {true, false}) {
+      std::vector<PgArray>& columns = header ? header_columns_ : step_columns_;
+      soci::statement& statement = header ? update_headers_ : update_steps_;
+      if (columns.front().empty()) continue;
+      const std::size_t given = header ? header_writes : writes.size() - header_writes;
+      Finish(columns);
+      statement.execute();
+      all_updated[header] = statement.get_affected_rows() == static_cast<long long>(given);
+      while (!all_updated[header] && statement.fetch()) updated.insert(returned_id_);
     }
     for (std::size_t i : writes) {
       const InstanceRecord& r = *items[i].record;
-      if (updated.count(r.id.str())) {
+      if (all_updated[items[i].header] || updated.count(r.id.str())) {
         out[i] = ItemOutcome{Status::Ok(), {}};
         const EncodedItem& e = *encoded[i - first];
         for (const ExecutionColumns& x : e.executions) {

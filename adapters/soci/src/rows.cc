@@ -128,7 +128,7 @@ void InstanceColumns::SetHeader(const InstanceRecord& r) {
   started_at = ToNanos(r.started_at);
   updated_at = ToNanos(r.updated_at);
   SetOptionalTime(r.ended_at, ended_at, ended_at_ind);
-  cursor = DumpJson(engine::CursorToJson(r.cursor));
+  cursor = engine::CursorToText(r.cursor);
   unfinished = r.finished() ? 0 : 1;
 }
 

@@ -28,6 +28,9 @@ namespace sagaflow::engine {
 // Stateless functions; thread-safe.
 
 Json CursorToJson(const Cursor& cursor);
+// CursorToJson(cursor) as compact JSON text (what a store keeps), written directly: the same
+// bytes as dumping it, without building the object (every write of an instance stores one).
+std::string CursorToText(const Cursor& cursor);
 Result<Cursor> CursorFromJson(const Json& json);
 
 // {"type": ..., "message": ...}
