@@ -98,6 +98,11 @@ class Decoder {
   sagaflow::Status status_;
 };
 
+// Most executions have used no retry: "[]" without building and dumping an array.
+std::string RetryCountsText(const std::vector<int>& counts) {
+  return counts.empty() ? std::string("[]") : DumpJson(engine::RetryCountsToJson(counts));
+}
+
 }  // namespace
 
 std::string DumpJson(const Json& value) {
@@ -178,11 +183,11 @@ void ExecutionColumns::Set(const StateExecution& e) {
   SetOptionalStatus(e.compensation_status, compensation_status, compensation_status_ind);
   superseded = e.superseded ? 1 : 0;
   for_update = e.for_update ? 1 : 0;
-  retry_counts = DumpJson(engine::RetryCountsToJson(e.retry_counts));
+  retry_counts = RetryCountsText(e.retry_counts);
   SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
   idempotency_key = e.idempotency_key;
   input = DumpJson(e.input);
-  output = DumpJson(e.output);
+  output = e.output->is_null() ? std::string("null") : DumpJson(e.output);
   SetOptionalFailure(e.error, error, error_ind);
   started_at = ToNanos(e.started_at);
   SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
@@ -195,9 +200,9 @@ void ExecutionColumns::SetProgress(const StateExecution& e) {
   status = StatusText(e.status);
   SetOptionalStatus(e.compensation_status, compensation_status, compensation_status_ind);
   superseded = e.superseded ? 1 : 0;
-  retry_counts = DumpJson(engine::RetryCountsToJson(e.retry_counts));
+  retry_counts = RetryCountsText(e.retry_counts);
   SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
-  output = DumpJson(e.output);
+  output = e.output->is_null() ? std::string("null") : DumpJson(e.output);
   SetOptionalFailure(e.error, error, error_ind);
   SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
 }
