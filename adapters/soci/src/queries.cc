@@ -369,7 +369,11 @@ std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item) {
     if (!CheckCreate(r).ok()) return nullptr;
     out->instance.SetIdentity(r);
     out->instance.SetHeader(r);
-    out->instance.SetContext(r);
+    if (&r.context.get() == &r.input.get()) {
+      out->instance.context = out->instance.input;  // still the input itself: dumped once
+    } else {
+      out->instance.SetContext(r);
+    }
     out->executions.resize(r.executions.size());
     for (std::size_t i = 0; i < r.executions.size(); ++i) {
       out->executions[i].Set(r.executions[i]);
