@@ -120,32 +120,6 @@ std::optional<ExecutionKind> ParseExecutionKind(std::string_view name) {
   return std::nullopt;
 }
 
-Json CursorToJson(const Cursor& c) {
-  // The phase and the current state always; every other field only when it differs from its
-  // default (most instances never compensate, catch or issue a sequence), so that the row a
-  // step rewrites stays short.
-  Json out = Json::object();
-  out["phase"] = std::string(PhaseName(c.phase));
-  out["current"] = c.current;
-  const Cursor defaults;
-  if (c.active_execution != defaults.active_execution) {
-    out["active_execution"] = c.active_execution;
-  }
-  if (!c.compensation_stack.empty()) out["compensation_stack"] = IntsToJson(c.compensation_stack);
-  if (!c.compensations_run.empty()) out["compensations_run"] = IntsToJson(c.compensations_run);
-  if (c.compensation_trigger != defaults.compensation_trigger) {
-    out["compensation_trigger"] = c.compensation_trigger;
-  }
-  if (c.compensated_in_run) out["compensated_in_run"] = true;
-  if (c.reached_fail) out["reached_fail"] = true;
-  if (c.caught) out["caught"] = TaskFailureToJson(*c.caught);
-  if (c.epoch != 0) out["epoch"] = c.epoch;
-  if (c.run_first_execution != 0) out["run_first_execution"] = c.run_first_execution;
-  if (c.idle_transitions != 0) out["idle_transitions"] = c.idle_transitions;
-  if (c.sequences_issued != 0) out["sequences_issued"] = c.sequences_issued;
-  return out;
-}
-
 namespace {
 
 void AppendInts(std::string& out, const std::vector<int>& values) {
@@ -160,8 +134,9 @@ void AppendInts(std::string& out, const std::vector<int>& values) {
 }  // namespace
 
 std::string CursorToText(const Cursor& c) {
-  // The keys in the order nlohmann's object dumps them (sorted), each written only when
-  // CursorToJson writes it.
+  // The phase and the current state always; every other field only when it differs from its
+  // default (most instances never compensate, catch or issue a sequence), so that the row a
+  // step rewrites stays short. Keys in the order nlohmann's object dumps them (sorted).
   const Cursor defaults;
   std::string out = "{";
   auto key = [&out](const char* name) {
@@ -223,6 +198,8 @@ std::string CursorToText(const Cursor& c) {
   out += '}';
   return out;
 }
+
+Json CursorToJson(const Cursor& c) { return Json::parse(CursorToText(c)); }
 
 Result<Cursor> CursorFromJson(const Json& json) {
   const std::string path = "cursor";

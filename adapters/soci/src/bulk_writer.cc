@@ -190,6 +190,22 @@ void AddOptional(PgArray& a, long long value, soci::indicator ind) {
   }
 }
 
+// Appends a row's values to one array per column, in order (PutInstanceColumns and the like).
+class ArraySink {
+ public:
+  explicit ArraySink(std::vector<PgArray>& arrays) : arrays_(arrays) {}
+  void Text(const std::string& value) { arrays_[next_++].Add(value); }
+  void Text(const std::string& value, soci::indicator ind) {
+    AddOptional(arrays_[next_++], value, ind);
+  }
+  void Int(long long value) { arrays_[next_++].Add(value); }
+  void Int(long long value, soci::indicator ind) { AddOptional(arrays_[next_++], value, ind); }
+
+ private:
+  std::vector<PgArray>& arrays_;
+  std::size_t next_ = 0;
+};
+
 }  // namespace
 
 void PgArray::Add(const std::string& value) {
@@ -296,29 +312,8 @@ void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<
 }
 
 void BulkInstanceWriter::AddExecution(const std::string& instance_id, const ExecutionColumns& c) {
-  std::vector<PgArray>& a = execution_columns_;
-  std::size_t k = 0;
-  a[k++].Add(instance_id);
-  a[k++].Add(static_cast<long long>(c.seq));
-  a[k++].Add(c.state);
-  a[k++].Add(static_cast<long long>(c.state_index));
-  a[k++].Add(c.kind);
-  a[k++].Add(static_cast<long long>(c.compensates));
-  a[k++].Add(static_cast<long long>(c.retried_for));
-  a[k++].Add(static_cast<long long>(c.epoch));
-  a[k++].Add(static_cast<long long>(c.attempts));
-  a[k++].Add(c.status);
-  AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
-  a[k++].Add(static_cast<long long>(c.superseded));
-  a[k++].Add(static_cast<long long>(c.for_update));
-  a[k++].Add(c.retry_counts);
-  AddOptional(a[k++], c.retry_at, c.retry_at_ind);
-  a[k++].Add(c.idempotency_key);
-  a[k++].Add(c.input);
-  a[k++].Add(c.output);
-  AddOptional(a[k++], c.error, c.error_ind);
-  a[k++].Add(c.started_at);
-  AddOptional(a[k++], c.ended_at, c.ended_at_ind);
+  ArraySink sink(execution_columns_);
+  PutExecutionColumns(instance_id, c, sink);
 }
 
 void BulkInstanceWriter::AddProgress(const std::string& instance_id, const ExecutionColumns& c) {
@@ -374,28 +369,8 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       out[i] = ItemOutcome{std::move(s), {}};
       continue;
     }
-    const InstanceColumns& c = encoded[i - first]->instance;
-    std::vector<PgArray>& a = insert_columns_;
-    std::size_t k = 0;
-    a[k++].Add(c.id);
-    a[k++].Add(c.flow_name);
-    a[k++].Add(c.flow_version);
-    a[k++].Add(c.flow_hash);
-    a[k++].Add(c.business_key);
-    a[k++].Add(c.status);
-    AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
-    a[k++].Add(c.input);
-    a[k++].Add(c.context);
-    AddOptional(a[k++], c.error, c.error_ind);
-    a[k++].Add(c.error_code);
-    a[k++].Add(c.error_message);
-    a[k++].Add(c.owner);
-    a[k++].Add(c.lease_until);
-    a[k++].Add(c.started_at);
-    a[k++].Add(c.updated_at);
-    AddOptional(a[k++], c.ended_at, c.ended_at_ind);
-    a[k++].Add(c.cursor);
-    a[k++].Add(static_cast<long long>(c.unfinished));
+    ArraySink sink(insert_columns_);
+    PutInstanceColumns(encoded[i - first]->instance, sink);
     creates.push_back(i);
   }
   if (!creates.empty()) {

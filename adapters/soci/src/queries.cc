@@ -242,26 +242,7 @@ InstanceWriter::InstanceWriter(Connection& conn) : conn_(conn) {
 InstanceWriter::~InstanceWriter() = default;
 
 void InstanceWriter::InsertInstance(const InstanceColumns& c) {
-  Statement& st = *insert_instance_;
-  st.Text(c.id);
-  st.Text(c.flow_name);
-  st.Text(c.flow_version);
-  st.Text(c.flow_hash);
-  st.Text(c.business_key);
-  st.Text(c.status);
-  st.Text(c.compensation_status, c.compensation_status_ind);
-  st.Text(c.input);
-  st.Text(c.context);
-  st.Text(c.error, c.error_ind);
-  st.Text(c.error_code);
-  st.Text(c.error_message);
-  st.Text(c.owner);
-  st.Int(c.lease_until);
-  st.Int(c.started_at);
-  st.Int(c.updated_at);
-  st.Int(c.ended_at, c.ended_at_ind);
-  st.Text(c.cursor);
-  st.Int(c.unfinished);
+  PutInstanceColumns(c, *insert_instance_);
 }
 
 int InstanceWriter::UpdateInstance(const InstanceColumns& c, bool header, bool context) {
@@ -285,29 +266,8 @@ int InstanceWriter::UpdateInstance(const InstanceColumns& c, bool header, bool c
 }
 
 void InstanceWriter::UpsertExecution(const std::string& instance_id, const ExecutionColumns& c) {
-  Statement& st = *upsert_execution_;
-  st.Text(instance_id);
-  st.Int(c.seq);
-  st.Text(c.state);
-  st.Int(c.state_index);
-  st.Text(c.kind);
-  st.Int(c.compensates);
-  st.Int(c.retried_for);
-  st.Int(c.epoch);
-  st.Int(c.attempts);
-  st.Text(c.status);
-  st.Text(c.compensation_status, c.compensation_status_ind);
-  st.Int(c.superseded);
-  st.Int(c.for_update);
-  st.Text(c.retry_counts);
-  st.Int(c.retry_at, c.retry_at_ind);
-  st.Text(c.idempotency_key);
-  st.Text(c.input);
-  st.Text(c.output);
-  st.Text(c.error, c.error_ind);
-  st.Int(c.started_at);
-  st.Int(c.ended_at, c.ended_at_ind);
-  st.Run();
+  PutExecutionColumns(instance_id, c, *upsert_execution_);
+  upsert_execution_->Run();
 }
 
 bool InstanceWriter::UpdateExecutionProgress(const std::string& instance_id,

@@ -97,6 +97,56 @@ struct ExecutionColumns {
   Status ToExecution(const InstanceId& instance, engine::StateExecution& e) const;
 };
 
+// A row's values in column order, for the writers: each calls sink.Text(value) or
+// sink.Int(value), with the column's indicator when it is nullable. SQLite's writer binds them
+// to a statement, PostgreSQL's appends them to one array per column.
+template <typename Sink>
+void PutInstanceColumns(const InstanceColumns& c, Sink& sink) {  // all of them (an INSERT)
+  sink.Text(c.id);
+  sink.Text(c.flow_name);
+  sink.Text(c.flow_version);
+  sink.Text(c.flow_hash);
+  sink.Text(c.business_key);
+  sink.Text(c.status);
+  sink.Text(c.compensation_status, c.compensation_status_ind);
+  sink.Text(c.input);
+  sink.Text(c.context);
+  sink.Text(c.error, c.error_ind);
+  sink.Text(c.error_code);
+  sink.Text(c.error_message);
+  sink.Text(c.owner);
+  sink.Int(c.lease_until);
+  sink.Int(c.started_at);
+  sink.Int(c.updated_at);
+  sink.Int(c.ended_at, c.ended_at_ind);
+  sink.Text(c.cursor);
+  sink.Int(c.unfinished);
+}
+template <typename Sink>
+void PutExecutionColumns(const std::string& instance_id, const ExecutionColumns& c, Sink& sink) {
+  sink.Text(instance_id);
+  sink.Int(c.seq);
+  sink.Text(c.state);
+  sink.Int(c.state_index);
+  sink.Text(c.kind);
+  sink.Int(c.compensates);
+  sink.Int(c.retried_for);
+  sink.Int(c.epoch);
+  sink.Int(c.attempts);
+  sink.Text(c.status);
+  sink.Text(c.compensation_status, c.compensation_status_ind);
+  sink.Int(c.superseded);
+  sink.Int(c.for_update);
+  sink.Text(c.retry_counts);
+  sink.Int(c.retry_at, c.retry_at_ind);
+  sink.Text(c.idempotency_key);
+  sink.Text(c.input);
+  sink.Text(c.output);
+  sink.Text(c.error, c.error_ind);
+  sink.Int(c.started_at);
+  sink.Int(c.ended_at, c.ended_at_ind);
+}
+
 // The columns of one create or write, encoded from the record ahead of the batch: on the
 // submitting thread, so that the committer thread (which every write of the process goes
 // through) only binds and executes. `executions` follow the write's list (all, for a create).

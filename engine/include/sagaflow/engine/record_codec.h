@@ -27,10 +27,11 @@ namespace sagaflow::engine {
 // an integer, found string". Fields they do not know are ignored. Encoding never fails.
 // Stateless functions; thread-safe.
 
-Json CursorToJson(const Cursor& cursor);
-// CursorToJson(cursor) as compact JSON text (what a store keeps), written directly: the same
-// bytes as dumping it, without building the object (every write of an instance stores one).
+// The cursor as compact JSON text (what a store keeps), written directly rather than built as
+// an object and dumped: every write of an instance stores one.
 std::string CursorToText(const Cursor& cursor);
+Json CursorToJson(const Cursor& cursor);  // CursorToText, parsed
+
 Result<Cursor> CursorFromJson(const Json& json);
 
 // {"type": ..., "message": ...}
