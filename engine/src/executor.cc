@@ -509,12 +509,23 @@ Result<RecoverReport> Executor::RecoverExpired(std::size_t limit) {
       std::vector<InstanceId> ids,
       store_.ClaimExpired(options_.owner, now, now + options_.lease_ttl, limit));
   RecoverReport report;
-  for (const InstanceId& id : ids) {
-    Status s = ResumeWith(id, [&] { return store_.LoadInstance(id); });
-    if (s.ok()) {
-      report.resumed.push_back(id);
-    } else {
-      report.failed.emplace_back(id, std::move(s));
+  // Loaded a chunk at a time, each chunk resumed before the next is read: the workers start on
+  // the first instances while the rest load.
+  constexpr std::size_t kLoadChunk = 256;
+  for (std::size_t begin = 0; begin < ids.size(); begin += kLoadChunk) {
+    const std::vector<InstanceId> chunk(ids.begin() + static_cast<std::ptrdiff_t>(begin),
+                                        ids.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                                          ids.size(), begin + kLoadChunk)));
+    auto loaded = store_.LoadInstances(chunk);
+    for (std::size_t i = 0; i < chunk.size(); ++i) {
+      const InstanceId& id = chunk[i];
+      Status s = loaded.ok() ? ResumeWith(id, [&] { return std::move((*loaded)[i]); })
+                             : loaded.status();
+      if (s.ok()) {
+        report.resumed.push_back(id);
+      } else {
+        report.failed.emplace_back(id, std::move(s));
+      }
     }
   }
   return report;

@@ -398,12 +398,25 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
     }
     for (auto& [id, s] : report->failed) failed.insert_or_assign(id, s);
     if (report->resumed.size() + report->failed.size() == kClaimBatch) continue;  // more
+    auto left = store.Unfinished(executor.owner(), eng.clock.Now());
+    if (!left.ok()) return Fail(left.status());
+    if (left->leased_elsewhere > 0 && std::chrono::steady_clock::now() < give_up) {
+      // Live leases of another engine: claim again when the earliest expires (its owner may
+      // also finish it meanwhile), while what was claimed runs. Not more often than every 50 ms
+      // while ours run: each claim is a write, and larger claims are cheaper per instance.
+      const Duration floor = executor.live_instances() > 0 ? std::chrono::milliseconds(50)
+                                                           : std::chrono::milliseconds(5);
+      Duration wait = std::min<Duration>(*left->next_expiry - eng.clock.Now(),
+                                         std::chrono::milliseconds(250));
+      std::this_thread::sleep_for(std::max<Duration>(wait, floor));
+      continue;
+    }
+    // Everything expired is claimed (or the wait is over): let what was claimed finish.
     while (executor.live_instances() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    const TimePoint now = eng.clock.Now();
-    auto left = store.Unfinished(executor.owner(), now);
+    left = store.Unfinished(executor.owner(), eng.clock.Now());
     if (!left.ok()) return Fail(left.status());
     if (left->leased_elsewhere == 0) {
-      // Everything expired has been claimed: done once only the unresumable ones remain.
+      // Done once only the unresumable ones remain; else some expired meanwhile: claim them.
       if (left->unfinished <= failed.size()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       continue;
@@ -412,9 +425,6 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
       waited_out = true;
       break;
     }
-    // Live leases: wait for the earliest to expire (its owner may also finish it meanwhile).
-    Duration wait = std::min<Duration>(*left->next_expiry - now, std::chrono::milliseconds(250));
-    std::this_thread::sleep_for(std::max<Duration>(wait, std::chrono::milliseconds(5)));
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

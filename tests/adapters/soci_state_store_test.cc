@@ -354,6 +354,16 @@ TEST_P(SociStateStoreTest, CorruptStoredDataIsAnInternalErrorNamingTheColumn) {
   EXPECT_THAT(
       store->LoadInstance(r.id),
       StatusIs(StatusCode::kInternal, AllOf(HasSubstr("execution 0"), HasSubstr("output"))));
+  // Loaded together, a corrupt instance fails alone.
+  ASSERT_THAT(store->CreateInstance(MakeRecord("i3")), IsOk());
+  Result<std::vector<Result<InstanceRecord>>> loaded =
+      store->LoadInstances({r.id, InstanceId("i3"), InstanceId("i2")});
+  ASSERT_THAT(loaded, IsOk());
+  ASSERT_EQ(loaded->size(), 3u);
+  EXPECT_THAT((*loaded)[0], StatusIs(StatusCode::kInternal, HasSubstr("output")));
+  ASSERT_THAT((*loaded)[1], IsOk());
+  EXPECT_EQ((*loaded)[1]->id, InstanceId("i3"));
+  EXPECT_THAT((*loaded)[2], StatusIs(StatusCode::kInternal, HasSubstr("XX")));
 }
 
 TEST_P(SociStateStoreTest, ARefusedItemDoesNotFailTheOthersOfItsBatch) {

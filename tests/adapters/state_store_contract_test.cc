@@ -409,6 +409,44 @@ TEST_P(StateStoreContractTest, UnknownAndDuplicateInstances) {
   EXPECT_EQ(Load("i1").flow_name, "order_fulfill");
 }
 
+TEST_P(StateStoreContractTest, LoadInstancesAnswersEveryIdInItsPlace) {
+  // More instances than one query reads, with zero to three executions each, asked for out of
+  // order, with unknown ids among them and one id twice.
+  constexpr int kInstances = 600;
+  std::vector<InstanceRecord> records;
+  for (int i = 0; i < kInstances; ++i) {
+    InstanceRecord r = MakeRecord("many-" + std::to_string(i), "order_fulfill", At(i), "",
+                                  Json{{"n", i}});
+    for (int e = 0; e < i % 4; ++e) {
+      r.executions.push_back(MakeExecution(e, "S" + std::to_string(e), Json{{"n", i}}));
+    }
+    Create(r);
+    records.push_back(std::move(r));
+  }
+  std::vector<InstanceId> ids;
+  for (int i = kInstances - 1; i >= 0; i -= 2) ids.push_back(records[i].id);
+  for (int i = 0; i < kInstances; i += 2) ids.push_back(records[i].id);
+  ids.insert(ids.begin() + 300, InstanceId("unknown-1"));
+  ids.push_back(InstanceId("unknown-2"));
+  ids.push_back(records[7].id);
+  Result<std::vector<Result<InstanceRecord>>> loaded = peer().LoadInstances(ids);
+  ASSERT_THAT(loaded, IsOk());
+  ASSERT_EQ(loaded->size(), ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const Result<InstanceRecord>& got = (*loaded)[i];
+    if (ids[i].str().starts_with("unknown")) {
+      EXPECT_THAT(got, StatusIs(StatusCode::kNotFound, HasSubstr(ids[i].str())));
+      continue;
+    }
+    ASSERT_THAT(got, IsOk()) << ids[i].str();
+    const int n = std::stoi(ids[i].str().substr(5));
+    ExpectSameRecord(*got, records[static_cast<std::size_t>(n)]);
+  }
+  Result<std::vector<Result<InstanceRecord>>> none = store().LoadInstances({});
+  ASSERT_THAT(none, IsOk());
+  EXPECT_THAT(*none, IsEmpty());
+}
+
 // --- Business keys ---------------------------------------------------------------------------
 
 TEST_P(StateStoreContractTest, BusinessKeyRepeatReturnsTheExistingInstance) {

@@ -315,6 +315,52 @@ TEST_F(RecoveryTest, AnInstanceCreatedButNeverSteppedRunsFromTheStart) {
   EXPECT_THAT(Trace(*stored), ElementsAre("A forward SU", "B forward SU", "C forward SU"));
 }
 
+TEST_F(RecoveryTest, ALargeClaimIsLoadedInChunksAndALoadThatFailsIsTakenAgainLater) {
+  // More instances than one chunk of loading; the first load refused as by a database that
+  // went away. The others run; the refused one is reported and, once the lease its claim took
+  // has expired, claimed and run by the next pass.
+  auto machine = MustLoad(Flow("Compensate"));
+  FaultInjectingStateStore flaky(second_);
+  auto second = Engine(flaky, "second");
+  ASSERT_THAT(second->AddFlow(machine), IsOk());
+  constexpr int kInstances = 600;
+  for (int i = 0; i < kInstances; ++i) {
+    InstanceRecord r;
+    r.id = NewInstanceId();
+    r.flow_name = machine->name();
+    r.flow_version = machine->version();
+    r.flow_hash = machine->content_hash();
+    r.input = Json{{"order", "o-" + std::to_string(i)}};
+    r.context = r.input;
+    r.started_at = r.updated_at = clock_.Now();
+    r.owner = "dead";
+    r.lease_until = clock_.Now();
+    r.cursor.current = machine->start();
+    ASSERT_THAT(second_.CreateInstance(r), IsOk());
+  }
+  flaky.FailNextLoads(1);
+  auto report = second->RecoverExpired(kInstances);
+  ASSERT_THAT(report, IsOk());
+  EXPECT_EQ(report->resumed.size(), kInstances - 1u);
+  ASSERT_EQ(report->failed.size(), 1u);
+  const InstanceId refused = report->failed[0].first;
+  EXPECT_THAT(report->failed[0].second, StatusIs(StatusCode::kUnavailable));
+  ASSERT_THAT(second->RunUntilIdle(), IsOk());
+  EXPECT_FALSE(second_.LoadInstance(refused)->finished());
+
+  clock_.Advance(ExecutorOptions{}.lease_ttl);
+  report = second->RecoverExpired(kInstances);
+  ASSERT_THAT(report, IsOk());
+  EXPECT_THAT(report->resumed, ElementsAre(refused));
+  ASSERT_THAT(second->RunUntilIdle(), IsOk());
+  InstanceFilter all;
+  all.limit = kInstances;
+  auto listed = second_.ListInstances(all);
+  ASSERT_THAT(listed, IsOk());
+  ASSERT_EQ(listed->size(), static_cast<std::size_t>(kInstances));
+  for (const auto& summary : *listed) EXPECT_EQ(summary.status, RunStatus::kSucceeded);
+}
+
 TEST_F(RecoveryTest, RecoveryLeavesLiveLeasesAloneAndTakesThemOnceExpired) {
   CrashInAndRecover("Compensate", "svc.b");  // fills second_ with a finished instance
   auto machine = MustLoad(Flow("Compensate"));

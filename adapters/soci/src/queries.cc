@@ -4,6 +4,8 @@
 
 #include <exception>
 #include <memory>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace sagaflow::adapters::sql {
@@ -86,39 +88,80 @@ constexpr const char* kHeaderAssignments =
 
 }  // namespace
 
-Result<InstanceRecord> ReadInstance(Connection& conn, const InstanceId& id) {
-  const std::string key = id.str();
-  InstanceColumns columns;
+std::vector<Result<InstanceRecord>> ReadInstances(Connection& conn,
+                                                  std::span<const InstanceId> ids) {
+  std::vector<Result<InstanceRecord>> out;
+  out.reserve(ids.size());
+  // Where each key's record goes: its first position in `ids` (a repeated id is copied after).
+  std::unordered_map<std::string_view, std::size_t> slot;
+  std::string in = "(";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    out.emplace_back(NotFound("no instance " + ids[i].str()));
+    if (!slot.emplace(ids[i].str(), i).second) continue;
+    if (slot.size() > 1) in += ", ";
+    in += ":k" + std::to_string(i);
+  }
+  in += ")";
+  if (slot.empty()) return out;
+  auto use_keys = [&](soci::statement& st) {
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (slot.at(ids[i].str()) == i) st.exchange(soci::use(ids[i].str()));
+    }
+  };
   {
+    InstanceColumns columns;
     soci::statement st(conn.session());
     IntoInstance(st, columns);
-    st.exchange(soci::use(key));
-    Prepare(st, std::string("SELECT ") + kInstanceColumns + " FROM instances WHERE id = :id");
-    if (!st.execute(true)) return NotFound("no instance " + key);
+    use_keys(st);
+    Prepare(st, std::string("SELECT ") + kInstanceColumns + " FROM instances WHERE id IN " + in);
+    st.execute();
+    while (st.fetch()) {
+      auto it = slot.find(columns.id);
+      if (it == slot.end()) continue;  // cannot happen: the query selects only these keys
+      InstanceRecord record;
+      Status s = columns.ToRecord(record);
+      out[it->second] = s.ok() ? Result<InstanceRecord>(std::move(record)) : std::move(s);
+    }
   }
-  InstanceRecord record;
-  SAGAFLOW_RETURN_IF_ERROR(columns.ToRecord(record));
-
+  std::string instance_id;
   ExecutionColumns row;
   soci::statement st(conn.session());
+  st.exchange(soci::into(instance_id));
   IntoExecution(st, row);
-  st.exchange(soci::use(key));
-  Prepare(st, std::string("SELECT ") + kExecutionColumns +
-                  " FROM state_executions WHERE instance_id = :id ORDER BY seq");
+  use_keys(st);
+  Prepare(st, std::string("SELECT instance_id, ") + kExecutionColumns +
+                  " FROM state_executions WHERE instance_id IN " + in +
+                  " ORDER BY instance_id, seq");
   st.execute();
   while (st.fetch()) {
+    auto it = slot.find(instance_id);
+    if (it == slot.end()) continue;
+    Result<InstanceRecord>& record = out[it->second];
+    if (!record.ok()) continue;  // not found (written meanwhile: not in this snapshot) or corrupt
     if (row.seq < 0 || row.seq > 1'000'000) {
-      return Internal("instance " + key + ": stored execution seq " + std::to_string(row.seq) +
-                      " is corrupt");
+      record = Internal("instance " + instance_id + ": stored execution seq " +
+                        std::to_string(row.seq) + " is corrupt");
+      continue;
     }
     const auto seq = static_cast<std::size_t>(row.seq);
-    while (record.executions.size() <= seq) {
-      record.executions.emplace_back();
-      record.executions.back().id = static_cast<int>(record.executions.size() - 1);
+    std::vector<StateExecution>& executions = record->executions;
+    while (executions.size() <= seq) {
+      executions.emplace_back();
+      executions.back().id = static_cast<int>(executions.size() - 1);
     }
-    SAGAFLOW_RETURN_IF_ERROR(row.ToExecution(id, record.executions[seq]));
+    if (Status s = row.ToExecution(ids[it->second], executions[seq]); !s.ok()) {
+      record = std::move(s);
+    }
   }
-  return record;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const std::size_t first = slot.at(ids[i].str());
+    if (first != i) out[i] = out[first];
+  }
+  return out;
+}
+
+Result<InstanceRecord> ReadInstance(Connection& conn, const InstanceId& id) {
+  return std::move(ReadInstances(conn, std::span<const InstanceId>(&id, 1)).front());
 }
 
 // ---------------------------------------------------------------------------------------------

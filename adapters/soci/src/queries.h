@@ -7,6 +7,7 @@
 
 #include <array>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,12 @@ using sqlite_api::sqlite3_stmt;
 // transaction. kNotFound when there is none; kInternal naming the column when a stored value is
 // corrupt. Database errors are thrown (soci::soci_error).
 Result<engine::InstanceRecord> ReadInstance(Connection& conn, const InstanceId& id);
+
+// Reads the instances `ids` and their executions with two queries, inside the caller's
+// transaction: out[i] is ReadInstance's answer for ids[i] (the record, kNotFound, or kInternal
+// for a corrupt column, which fails that record alone). Database errors are thrown.
+std::vector<Result<engine::InstanceRecord>> ReadInstances(Connection& conn,
+                                                         std::span<const InstanceId> ids);
 
 // One create or write of a batch, and what became of it.
 struct WriteItem {

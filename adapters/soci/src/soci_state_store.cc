@@ -4,6 +4,8 @@
 #include <exception>
 #include <future>
 #include <limits>
+#include <span>
+#include <string>
 #include <utility>
 
 #include "database.h"
@@ -219,6 +221,30 @@ Result<InstanceRecord> SociStateStore::LoadInstance(const InstanceId& id) {
                                       conn.Commit();
                                       return record;
                                     });
+}
+
+Result<std::vector<Result<InstanceRecord>>> SociStateStore::LoadInstances(
+    const std::vector<InstanceId>& ids) {
+  // Keys per pair of queries: few statements for a large claim, each well under the backends'
+  // limits on bound parameters, and one read transaction per chunk.
+  constexpr std::size_t kChunk = 256;
+  std::vector<Result<InstanceRecord>> out;
+  out.reserve(ids.size());
+  for (std::size_t begin = 0; begin < ids.size(); begin += kChunk) {
+    const std::span<const InstanceId> chunk(ids.data() + begin,
+                                            std::min(kChunk, ids.size() - begin));
+    auto loaded = impl_->Run<std::vector<Result<InstanceRecord>>>(
+        "loading " + std::to_string(chunk.size()) + " instances", true,
+        [&](Connection& conn) -> Result<std::vector<Result<InstanceRecord>>> {
+          conn.BeginRead();
+          std::vector<Result<InstanceRecord>> records = sql::ReadInstances(conn, chunk);
+          conn.Commit();
+          return records;
+        });
+    if (!loaded.ok()) return loaded.status();
+    for (Result<InstanceRecord>& r : *loaded) out.push_back(std::move(r));
+  }
+  return out;
 }
 
 Result<std::vector<InstanceSummary>> SociStateStore::ListInstances(

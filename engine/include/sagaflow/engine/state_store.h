@@ -116,6 +116,19 @@ class StateStore {
 
   virtual Result<InstanceRecord> LoadInstance(const InstanceId& id) = 0;
 
+  // Many instances at once (recovery loads every instance it claimed): out[i] is what
+  // LoadInstance(ids[i]) returns, its record or its own error (kNotFound, a corrupt column).
+  // Each record is read consistently with its executions; records of different ids may come
+  // from different transactions. An error of the whole call (the backend refused) is returned
+  // instead of the vector. This form loads one by one; an adapter reads many per query.
+  virtual Result<std::vector<Result<InstanceRecord>>> LoadInstances(
+      const std::vector<InstanceId>& ids) {
+    std::vector<Result<InstanceRecord>> out;
+    out.reserve(ids.size());
+    for (const InstanceId& id : ids) out.push_back(LoadInstance(id));
+    return out;
+  }
+
   // Newest first.
   virtual Result<std::vector<InstanceSummary>> ListInstances(const InstanceFilter& filter) = 0;
 

@@ -91,6 +91,29 @@ class FaultInjectingStateStore final : public engine::StateStore {
     if (TakeFault(fail_loads_)) return Unavailable("injected: LoadInstance refused");
     return base_.LoadInstance(id);
   }
+  // Injected load faults fail single ids; the others are loaded through the base store's own
+  // LoadInstances.
+  Result<std::vector<Result<engine::InstanceRecord>>> LoadInstances(
+      const std::vector<InstanceId>& ids) override {
+    std::vector<bool> refused;
+    std::vector<InstanceId> rest;
+    for (const InstanceId& id : ids) {
+      refused.push_back(TakeFault(fail_loads_));
+      if (!refused.back()) rest.push_back(id);
+    }
+    auto loaded = base_.LoadInstances(rest);
+    if (!loaded.ok()) return loaded.status();
+    std::vector<Result<engine::InstanceRecord>> out;
+    std::size_t next = 0;
+    for (bool r : refused) {
+      if (r) {
+        out.emplace_back(Unavailable("injected: LoadInstance refused"));
+      } else {
+        out.push_back(std::move((*loaded)[next++]));
+      }
+    }
+    return out;
+  }
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override {
     return base_.ListInstances(filter);

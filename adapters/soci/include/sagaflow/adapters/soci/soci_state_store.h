@@ -81,6 +81,9 @@ class SociStateStore final : public engine::StateStore {
   Status WriteInstance(const engine::InstanceWrite& write) override;
 
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
+  // 256 instances per pair of queries, each pair in a read transaction of its own.
+  Result<std::vector<Result<engine::InstanceRecord>>> LoadInstances(
+      const std::vector<InstanceId>& ids) override;
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override;
 
