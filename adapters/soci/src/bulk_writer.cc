@@ -145,12 +145,14 @@ std::string Names(const std::vector<Column>& columns, const char* prefix) {
   return out;
 }
 
-// "unnest(CAST(:id AS text[]), ...)": one array parameter per column.
+// "(SELECT unnest(CAST(:id AS text[])), ...)": one array parameter per column, the rows in
+// step. Set-returning functions in the select list stream their rows; unnest of several arrays
+// in FROM would gather them in a tuplestore first.
 std::string Unnest(const std::vector<Column>& columns) {
-  std::string out = "unnest(";
+  std::string out = "(SELECT ";
   for (std::size_t i = 0; i < columns.size(); ++i) {
     if (i > 0) out += ", ";
-    out += "CAST(:" + std::string(columns[i].name) + " AS " + columns[i].type + "[])";
+    out += "unnest(CAST(:" + std::string(columns[i].name) + " AS " + columns[i].type + "[]))";
   }
   return out + ")";
 }
@@ -251,7 +253,7 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
   insert_instances_.exchange(soci::into(returned_id_));
   Prepare(insert_instances_, "INSERT INTO instances (" + Names(kInstanceColumns) +
                                  ") SELECT * FROM " + Unnest(kInstanceColumns) +
-                                 " ON CONFLICT DO NOTHING RETURNING id");
+                                 " AS v ON CONFLICT DO NOTHING RETURNING id");
 
   // The lease check is in the WHERE clause, atomic with the write. Steps have a statement of
   // their own, with a third of the columns to send and assign.
@@ -267,7 +269,7 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
   Prepare(upsert_executions_,
           "INSERT INTO state_executions (" + Names(kExecutionColumns) + ") SELECT * FROM " +
               Unnest(kExecutionColumns) +
-              " ON CONFLICT (instance_id, seq) DO UPDATE SET "
+              " AS v ON CONFLICT (instance_id, seq) DO UPDATE SET "
               "attempts = excluded.attempts, status = excluded.status, "
               "compensation_status = excluded.compensation_status, "
               "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
