@@ -157,6 +157,23 @@ class RecoveryTest : public ::testing::Test {
     return stored.ok() ? *stored : InstanceRecord{};
   }
 
+  // An instance of `machine` as a process that died right after creating it left it: never
+  // stepped, its lease expired now.
+  InstanceRecord NeverStepped(const StateMachine& machine, const std::string& order) const {
+    InstanceRecord r;
+    r.id = NewInstanceId();
+    r.flow_name = machine.name();
+    r.flow_version = machine.version();
+    r.flow_hash = machine.content_hash();
+    r.input = Json{{"order", order}};
+    r.context = r.input;
+    r.started_at = r.updated_at = clock_.Now();
+    r.owner = "dead";
+    r.lease_until = clock_.Now();
+    r.cursor.current = machine.start();
+    return r;
+  }
+
   std::vector<Call> CallsAfterRecovery() const {
     return {calls_.begin() + static_cast<std::ptrdiff_t>(calls_before_recovery_), calls_.end()};
   }
@@ -292,17 +309,7 @@ TEST_F(RecoveryTest, AnInstanceCreatedButNeverSteppedRunsFromTheStart) {
   auto machine = MustLoad(Flow("Compensate"));
   auto second = Engine(second_, "second");
   ASSERT_THAT(second->AddFlow(machine), IsOk());
-  InstanceRecord r;
-  r.id = NewInstanceId();
-  r.flow_name = machine->name();
-  r.flow_version = machine->version();
-  r.flow_hash = machine->content_hash();
-  r.input = Json{{"order", "o-9"}};
-  r.context = r.input;
-  r.started_at = r.updated_at = clock_.Now();
-  r.owner = "dead";
-  r.lease_until = clock_.Now();
-  r.cursor.current = machine->start();
+  InstanceRecord r = NeverStepped(*machine, "o-9");
   ASSERT_THAT(second_.CreateInstance(r), IsOk());
 
   auto report = second->RecoverExpired();
@@ -325,18 +332,8 @@ TEST_F(RecoveryTest, ALargeClaimIsLoadedInChunksAndALoadThatFailsIsTakenAgainLat
   ASSERT_THAT(second->AddFlow(machine), IsOk());
   constexpr int kInstances = 600;
   for (int i = 0; i < kInstances; ++i) {
-    InstanceRecord r;
-    r.id = NewInstanceId();
-    r.flow_name = machine->name();
-    r.flow_version = machine->version();
-    r.flow_hash = machine->content_hash();
-    r.input = Json{{"order", "o-" + std::to_string(i)}};
-    r.context = r.input;
-    r.started_at = r.updated_at = clock_.Now();
-    r.owner = "dead";
-    r.lease_until = clock_.Now();
-    r.cursor.current = machine->start();
-    ASSERT_THAT(second_.CreateInstance(r), IsOk());
+    ASSERT_THAT(second_.CreateInstance(NeverStepped(*machine, "o-" + std::to_string(i))),
+                IsOk());
   }
   flaky.FailNextLoads(1);
   auto report = second->RecoverExpired(kInstances);
