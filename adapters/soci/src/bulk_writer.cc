@@ -1,7 +1,12 @@
 #include "bulk_writer.h"
 
+#include <libpq-fe.h>
+#include <soci/postgresql/soci-postgresql.h>
+
 #include <algorithm>
-#include <charconv>
+#include <atomic>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string_view>
@@ -145,27 +150,28 @@ std::string Names(const std::vector<Column>& columns, const char* prefix) {
   return out;
 }
 
-// "(SELECT unnest(CAST(:id AS text[])), ...)": one array parameter per column, the rows in
+// "(SELECT unnest(CAST($1 AS text[])), ...)": one array parameter per column, the rows in
 // step. Set-returning functions in the select list stream their rows; unnest of several arrays
 // in FROM would gather them in a tuplestore first.
 std::string Unnest(const std::vector<Column>& columns) {
   std::string out = "(SELECT ";
   for (std::size_t i = 0; i < columns.size(); ++i) {
     if (i > 0) out += ", ";
-    out += "unnest(CAST(:" + std::string(columns[i].name) + " AS " + columns[i].type + "[]))";
+    out += "unnest(CAST($" + std::to_string(i + 1) + " AS " + columns[i].type + "[]))";
   }
   return out + ")";
 }
 
-void Bind(soci::statement& st, std::vector<PgArray>& arrays, std::size_t n) {
-  arrays.resize(n);
-  for (PgArray& a : arrays) st.exchange(soci::use(a.text()));
-}
-
-void Prepare(soci::statement& st, const std::string& sql) {
-  st.alloc();
-  st.prepare(sql);
-  st.define_and_bind();
+// One empty array per column, of the column's type.
+std::vector<PgArray> ArraysFor(const std::vector<Column>& columns) {
+  std::vector<PgArray> arrays;
+  for (const Column& c : columns) {
+    const std::string_view type = c.type;
+    arrays.emplace_back(type == "bigint"    ? PgArray::Type::kInt8
+                        : type == "integer" ? PgArray::Type::kInt4
+                                            : PgArray::Type::kText);
+  }
+  return arrays;
 }
 
 void Clear(std::vector<PgArray>& arrays) {
@@ -210,89 +216,212 @@ class ArraySink {
 
 }  // namespace
 
-void PgArray::Add(const std::string& value) {
-  Separate();
-  text_ += '"';
-  // Runs without a quote or a backslash are copied whole; those two are escaped.
-  const char* p = value.data();
-  const char* const end = p + value.size();
-  while (p < end) {
-    const char* q = p;
-    while (q < end && *q != '"' && *q != '\\') ++q;
-    text_.append(p, static_cast<std::size_t>(q - p));
-    if (q == end) break;
-    text_ += '\\';
-    text_ += *q;
-    p = q + 1;
+namespace {
+
+// PostgreSQL's type oids (pg_type.dat), fixed since the first releases.
+constexpr std::uint32_t kTextOid = 25;
+constexpr std::uint32_t kInt4Oid = 23;
+constexpr std::uint32_t kInt8Oid = 20;
+constexpr std::size_t kHeaderBytes = 20;  // ndim, flags, element type, length, lower bound
+
+void PutBigEndian(char* at, std::uint64_t value, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    at[i] = static_cast<char>(value & 0xff);
+    value >>= 8;
   }
-  text_ += '"';
+}
+
+void AppendBigEndian(std::string& out, std::uint64_t value, int bytes) {
+  char buf[8];
+  PutBigEndian(buf, value, bytes);
+  out.append(buf, static_cast<std::size_t>(bytes));
+}
+
+}  // namespace
+
+void PgArray::Clear() {
+  bytes_.assign(kHeaderBytes, '\0');
+  count_ = 0;
+  has_null_ = false;
+}
+
+void PgArray::Length(std::int32_t n) {
+  AppendBigEndian(bytes_, static_cast<std::uint32_t>(n), 4);
+  ++count_;
+}
+
+void PgArray::Add(const std::string& value) {
+  if (value.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    throw soci::soci_error("a value of " + std::to_string(value.size()) +
+                           " bytes is too long for PostgreSQL");
+  }
+  Length(static_cast<std::int32_t>(value.size()));
+  bytes_ += value;
 }
 
 void PgArray::Add(long long value) {
-  Separate();
-  char digits[24];
-  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-  text_.append(digits, static_cast<std::size_t>(end - digits));
+  if (type_ == Type::kInt4) {
+    if (value < std::numeric_limits<std::int32_t>::min() ||
+        value > std::numeric_limits<std::int32_t>::max()) {
+      throw soci::soci_error("value " + std::to_string(value) + " is out of range for integer");
+    }
+    Length(4);
+    AppendBigEndian(bytes_, static_cast<std::uint32_t>(static_cast<std::int32_t>(value)), 4);
+    return;
+  }
+  Length(8);
+  AppendBigEndian(bytes_, static_cast<std::uint64_t>(value), 8);
 }
 
 void PgArray::AddNull() {
-  Separate();
-  text_ += "NULL";
+  Length(-1);
+  has_null_ = true;
+}
+
+void PgArray::Finish() {
+  // One dimension of count_ elements, numbered from 1.
+  char* h = bytes_.data();
+  PutBigEndian(h, 1, 4);
+  PutBigEndian(h + 4, has_null_ ? 1 : 0, 4);
+  PutBigEndian(h + 8,
+               type_ == Type::kText   ? kTextOid
+               : type_ == Type::kInt4 ? kInt4Oid
+                                      : kInt8Oid,
+               4);
+  PutBigEndian(h + 12, static_cast<std::uint32_t>(count_), 4);
+  PutBigEndian(h + 16, 1, 4);
+}
+
+struct PgStatement::Impl {
+  PGconn* conn = nullptr;
+  std::string name;
+  PGresult* result = nullptr;
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+
+  ~Impl() {
+    if (result != nullptr) PQclear(result);
+  }
+
+  // Throws the error `r` reports (null: the connection's), unless it succeeded.
+  void Check(PGresult* r) const {
+    const ExecStatusType status = r != nullptr ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return;
+    const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string message = r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(conn);
+    // No SQLSTATE: the connection was lost before the server answered.
+    throw soci::postgresql_soci_error(message, state != nullptr ? state : "08006");
+  }
+};
+
+PgStatement::PgStatement(Connection& conn, const std::string& sql, std::size_t params)
+    : impl_(std::make_unique<Impl>()) {
+  auto* backend = static_cast<soci::postgresql_session_backend*>(conn.session().get_backend());
+  impl_->conn = backend->conn_;
+  // Unique in the process, so that a connection never sees one name prepared twice.
+  static std::atomic<unsigned> next{0};
+  impl_->name = "sagaflow_bulk_" + std::to_string(next.fetch_add(1));
+  impl_->values.resize(params);
+  impl_->lengths.resize(params);
+  impl_->formats.assign(params, 1);
+  PGresult* r = PQprepare(impl_->conn, impl_->name.c_str(), sql.c_str(), 0, nullptr);
+  try {
+    impl_->Check(r);
+  } catch (...) {
+    if (r != nullptr) PQclear(r);
+    throw;
+  }
+  PQclear(r);
+}
+
+PgStatement::~PgStatement() = default;
+
+long long PgStatement::Execute(const std::vector<PgArray>& arrays) {
+  Impl& s = *impl_;
+  if (s.result != nullptr) {
+    PQclear(s.result);
+    s.result = nullptr;
+  }
+  for (std::size_t i = 0; i < s.values.size(); ++i) {
+    s.values[i] = arrays[i].bytes().data();
+    s.lengths[i] = static_cast<int>(arrays[i].bytes().size());
+  }
+  PGresult* r = PQexecPrepared(s.conn, s.name.c_str(), static_cast<int>(s.values.size()),
+                               s.values.data(), s.lengths.data(), s.formats.data(), 0);
+  try {
+    s.Check(r);
+  } catch (...) {
+    if (r != nullptr) PQclear(r);
+    throw;
+  }
+  s.result = r;
+  const char* changed = PQcmdTuples(r);
+  return changed[0] == '\0' ? 0 : std::atoll(changed);
+}
+
+int PgStatement::rows() const { return impl_->result != nullptr ? PQntuples(impl_->result) : 0; }
+
+std::string PgStatement::Text(int row, int column) const {
+  return std::string(PQgetvalue(impl_->result, row, column),
+                     static_cast<std::size_t>(PQgetlength(impl_->result, row, column)));
+}
+
+int PgStatement::Int(int row, int column) const {
+  return std::atoi(PQgetvalue(impl_->result, row, column));
 }
 
 BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
     : conn_(conn),
-      insert_instances_(conn.session()),
-      update_headers_(conn.session()),
-      update_steps_(conn.session()),
-      upsert_executions_(conn.session()),
-      update_progress_(conn.session()) {
+      insert_columns_(ArraysFor(kInstanceColumns)),
+      header_columns_(ArraysFor(kHeaderColumns)),
+      step_columns_(ArraysFor(kStepColumns)),
+      execution_columns_(ArraysFor(kExecutionColumns)),
+      progress_columns_(ArraysFor(kProgressColumns)) {
   // Rows whose id or business key exists already are skipped, without an error that would
   // abort the transaction; RETURNING tells which were inserted.
-  Bind(insert_instances_, insert_columns_, kInstanceColumns.size());
-  insert_instances_.exchange(soci::into(returned_id_));
-  Prepare(insert_instances_, "INSERT INTO instances (" + Names(kInstanceColumns) +
-                                 ") SELECT * FROM " + Unnest(kInstanceColumns) +
-                                 " AS v ON CONFLICT DO NOTHING RETURNING id");
+  insert_instances_ = std::make_unique<PgStatement>(
+      conn,
+      "INSERT INTO instances (" + Names(kInstanceColumns) + ") SELECT * FROM " +
+          Unnest(kInstanceColumns) + " AS v ON CONFLICT DO NOTHING RETURNING id",
+      kInstanceColumns.size());
 
   // The lease check is in the WHERE clause, atomic with the write. Steps have a statement of
   // their own, with a third of the columns to send and assign.
-  Bind(update_headers_, header_columns_, kHeaderColumns.size());
-  update_headers_.exchange(soci::into(returned_id_));
-  Prepare(update_headers_, UpdateInstances(kHeaderColumns));
-  Bind(update_steps_, step_columns_, kStepColumns.size());
-  update_steps_.exchange(soci::into(returned_id_));
-  Prepare(update_steps_, UpdateInstances(kStepColumns));
+  update_headers_ =
+      std::make_unique<PgStatement>(conn, UpdateInstances(kHeaderColumns), kHeaderColumns.size());
+  update_steps_ =
+      std::make_unique<PgStatement>(conn, UpdateInstances(kStepColumns), kStepColumns.size());
 
   // Identity and input by the first write; progress always.
-  Bind(upsert_executions_, execution_columns_, kExecutionColumns.size());
-  Prepare(upsert_executions_,
-          "INSERT INTO state_executions (" + Names(kExecutionColumns) + ") SELECT * FROM " +
-              Unnest(kExecutionColumns) +
-              " AS v ON CONFLICT (instance_id, seq) DO UPDATE SET "
-              "attempts = excluded.attempts, status = excluded.status, "
-              "compensation_status = excluded.compensation_status, "
-              "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
-              "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
-              "ended_at = excluded.ended_at");
+  upsert_executions_ = std::make_unique<PgStatement>(
+      conn,
+      "INSERT INTO state_executions (" + Names(kExecutionColumns) + ") SELECT * FROM " +
+          Unnest(kExecutionColumns) +
+          " AS v ON CONFLICT (instance_id, seq) DO UPDATE SET "
+          "attempts = excluded.attempts, status = excluded.status, "
+          "compensation_status = excluded.compensation_status, "
+          "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
+          "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
+          "ended_at = excluded.ended_at",
+      kExecutionColumns.size());
 
   // Executions the engine knows are stored: progress only, without the identity and input an
   // upsert would carry and check. RETURNING names the rows found; one missing after all is
   // inserted whole by the upsert.
-  Bind(update_progress_, progress_columns_, kProgressColumns.size());
-  update_progress_.exchange(soci::into(returned_id_));
-  update_progress_.exchange(soci::into(returned_seq_));
   std::string progress;
   for (std::size_t i = 2; i < kProgressColumns.size(); ++i) {
     if (!progress.empty()) progress += ", ";
     progress += std::string(kProgressColumns[i].name) + " = v." + kProgressColumns[i].name;
   }
-  Prepare(update_progress_,
-          "UPDATE state_executions SET " + progress + " FROM " + Unnest(kProgressColumns) +
-              " AS v(" + Names(kProgressColumns) +
-              ") WHERE state_executions.instance_id = v.instance_id AND "
-              "state_executions.seq = v.seq "
-              "RETURNING state_executions.instance_id, state_executions.seq");
+  update_progress_ = std::make_unique<PgStatement>(
+      conn,
+      "UPDATE state_executions SET " + progress + " FROM " + Unnest(kProgressColumns) + " AS v(" +
+          Names(kProgressColumns) +
+          ") WHERE state_executions.instance_id = v.instance_id AND "
+          "state_executions.seq = v.seq "
+          "RETURNING state_executions.instance_id, state_executions.seq",
+      kProgressColumns.size());
 }
 
 void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out) {
@@ -378,10 +507,12 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   if (!creates.empty()) {
     Finish(insert_columns_);
     // Usually every row was inserted: the count says so, without reading the ids back.
-    insert_instances_.execute();
-    const bool all = insert_instances_.get_affected_rows() == static_cast<long long>(creates.size());
+    const bool all =
+        insert_instances_->Execute(insert_columns_) == static_cast<long long>(creates.size());
     std::unordered_set<std::string> inserted;
-    while (!all && insert_instances_.fetch()) inserted.insert(returned_id_);
+    for (int row = 0; !all && row < insert_instances_->rows(); ++row) {
+      inserted.insert(insert_instances_->Text(row, 0));
+    }
     for (std::size_t i : creates) {
       const InstanceRecord& r = *items[i].record;
       if (all || inserted.count(r.id.str())) {
@@ -443,13 +574,14 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
     std::unordered_set<std::string> updated;
     for (bool header : {true, false}) {
       std::vector<PgArray>& columns = header ? header_columns_ : step_columns_;
-      soci::statement& statement = header ? update_headers_ : update_steps_;
+      PgStatement& statement = header ? *update_headers_ : *update_steps_;
       if (columns.front().empty()) continue;
       const std::size_t given = header ? header_writes : writes.size() - header_writes;
       Finish(columns);
-      statement.execute();
-      all_updated[header] = statement.get_affected_rows() == static_cast<long long>(given);
-      while (!all_updated[header] && statement.fetch()) updated.insert(returned_id_);
+      all_updated[header] = statement.Execute(columns) == static_cast<long long>(given);
+      for (int row = 0; !all_updated[header] && row < statement.rows(); ++row) {
+        updated.insert(statement.Text(row, 0));
+      }
     }
     for (std::size_t i : writes) {
       const InstanceRecord& r = *items[i].record;
@@ -474,8 +606,10 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   if (!progress.empty()) {
     Finish(progress_columns_);
     std::set<std::pair<std::string, int>> found;
-    update_progress_.execute();
-    while (update_progress_.fetch()) found.emplace(returned_id_, returned_seq_);
+    update_progress_->Execute(progress_columns_);
+    for (int row = 0; row < update_progress_->rows(); ++row) {
+      found.emplace(update_progress_->Text(row, 0), update_progress_->Int(row, 1));
+    }
     for (const auto& [i, x] : progress) {
       const InstanceRecord& r = *items[i].record;
       if (found.count({r.id.str(), x->seq})) continue;
@@ -489,7 +623,7 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   // 4. The executions of every create and write that went through.
   if (!execution_columns_.front().empty()) {
     Finish(execution_columns_);
-    upsert_executions_.execute(true);
+    upsert_executions_->Execute(execution_columns_);
   }
 }
 

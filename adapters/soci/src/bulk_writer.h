@@ -5,6 +5,8 @@
 
 #include <soci/soci.h>
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,24 +15,49 @@
 
 namespace sagaflow::adapters::sql {
 
-// A PostgreSQL array literal ('{"a","b",NULL}') built element by element: one bound parameter
-// carrying a column's values for every row of a statement.
+// One column's values for every row of a statement, bound as one array parameter in
+// PostgreSQL's binary format (what array_recv reads: a header, then each element's length and
+// bytes, -1 for NULL), which the server takes without parsing or unescaping text.
 class PgArray {
  public:
-  void Clear() { text_ = "{"; }
-  void Add(const std::string& value);
-  void Add(long long value);
+  enum class Type { kText, kInt4, kInt8 };
+  explicit PgArray(Type type = Type::kText) : type_(type) { Clear(); }
+  void Clear();
+  void Add(const std::string& value);  // a kText array's
+  void Add(long long value);           // a kInt4 or kInt8 array's; kInt4 throws out of range
   void AddNull();
-  // Closes the literal; text() is what the statement binds.
-  void Finish() { text_ += '}'; }
-  std::string& text() { return text_; }
-  bool empty() const { return text_.size() <= 1; }
+  // Completes the header; bytes() is what the statement binds.
+  void Finish();
+  const std::string& bytes() const { return bytes_; }
+  bool empty() const { return count_ == 0; }
 
  private:
-  void Separate() {
-    if (text_.size() > 1) text_ += ',';
-  }
-  std::string text_ = "{";
+  void Length(std::int32_t n);
+  Type type_;
+  std::string bytes_;
+  std::int32_t count_ = 0;
+  bool has_null_ = false;
+};
+
+// A statement prepared on a PostgreSQL connection through libpq, whose parameters are all
+// binary arrays. Errors are thrown as soci::postgresql_soci_error with their SQLSTATE, as SOCI
+// throws them.
+class PgStatement {
+ public:
+  PgStatement(Connection& conn, const std::string& sql, std::size_t params);  // throws
+  ~PgStatement();
+  PgStatement(const PgStatement&) = delete;
+  PgStatement& operator=(const PgStatement&) = delete;
+  // Runs it with arrays[i] as parameter $i+1 (Finish()ed); returns the rows it changed. The
+  // rows it returned can be read until the next Execute.
+  long long Execute(const std::vector<PgArray>& arrays);
+  int rows() const;
+  std::string Text(int row, int column) const;
+  int Int(int row, int column) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Applies a batch of creates and writes on PostgreSQL, where every statement is a round trip:
@@ -62,13 +89,11 @@ class BulkInstanceWriter {
   std::vector<PgArray> step_columns_;       // see kStepColumns
   std::vector<PgArray> execution_columns_;  // instance_id, then kExecutionColumns order
   std::vector<PgArray> progress_columns_;   // see kProgressColumns
-  std::string returned_id_;
-  int returned_seq_ = 0;
-  soci::statement insert_instances_;
-  soci::statement update_headers_;
-  soci::statement update_steps_;
-  soci::statement upsert_executions_;
-  soci::statement update_progress_;
+  std::unique_ptr<PgStatement> insert_instances_;
+  std::unique_ptr<PgStatement> update_headers_;
+  std::unique_ptr<PgStatement> update_steps_;
+  std::unique_ptr<PgStatement> upsert_executions_;
+  std::unique_ptr<PgStatement> update_progress_;
 };
 
 }  // namespace sagaflow::adapters::sql
