@@ -148,7 +148,8 @@ int ExitCodeFor(const Status& status) {
 }
 
 int OpenEngine(const StoreArgs& store_args, const TaskRegistry& base,
-               const std::string& mocks_file, OperatorEngine& out, StoreUse use, int workers) {
+               const std::string& mocks_file, OperatorEngine& out, StoreUse use, int workers,
+               std::function<void(const engine::InstanceRecord&)> on_finished) {
   if (Status s = out.tasks.Load(base, mocks_file); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return ExitCodeFor(s);
@@ -162,6 +163,7 @@ int OpenEngine(const StoreArgs& store_args, const TaskRegistry& base,
   engine::ExecutorOptions options;
   options.workers =
       workers > 0 ? workers : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  options.on_finished = std::move(on_finished);
   out.executor = std::make_unique<engine::Executor>(std::move(options), out.tasks.registry(),
                                                     *out.store, out.clock);
   if (Status s = out.executor->Start(); !s.ok()) {

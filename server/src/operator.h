@@ -4,6 +4,7 @@
 // opening a store from a URL, building the task registry (the binary's tasks, plus a
 // scenario's mocks), and showing instances.
 
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
@@ -69,9 +70,11 @@ struct OperatorEngine {
 };
 
 // Opens the store, loads the tasks and starts an executor with `workers` threads (0: one per
-// core). Prints the error and returns the exit code when it fails (kExitOk otherwise).
+// core), calling `on_finished` (ExecutorOptions::on_finished) when set. Prints the error and
+// returns the exit code when it fails (kExitOk otherwise).
 int OpenEngine(const StoreArgs& store, const TaskRegistry& base, const std::string& mocks_file,
-               OperatorEngine& out, StoreUse use = StoreUse::kExisting, int workers = 0);
+               OperatorEngine& out, StoreUse use = StoreUse::kExisting, int workers = 0,
+               std::function<void(const engine::InstanceRecord&)> on_finished = nullptr);
 
 // The exit code for a failed Status: 2 for what the user got wrong (bad argument, unknown
 // instance), 3 for a refusal (the instance is leased elsewhere, the operation does not apply),

@@ -8,9 +8,13 @@
 #include <chrono>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "commands.h"
 #include "operator.h"
@@ -380,8 +384,25 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
   // Instances claimed in one statement. Large, because each claim is a write transaction that
   // waits for the committer's: few claims, and the resumed instances' writes start sooner.
   constexpr std::size_t kClaimBatch = 10000;
+  // How each instance ended, as the engine finished it ("UN/SU": status and compensation
+  // status): no read of the store, whose other instances may be millions.
+  std::mutex ended_mu;
+  std::unordered_map<InstanceId, std::string> ended;
+  auto outcome = [](const engine::InstanceRecord& r) {
+    std::string key(engine::RunStatusCode(r.status));
+    if (r.compensation_status) key += "/" + std::string(engine::RunStatusCode(*r.compensation_status));
+    return key;
+  };
   OperatorEngine eng;
-  if (int rc = OpenEngine(args.store, base, args.mocks, eng); rc != kExitOk) return rc;
+  if (int rc = OpenEngine(args.store, base, args.mocks, eng, StoreUse::kExisting, 0,
+                          [&](const engine::InstanceRecord& r) {
+                            std::string key = outcome(r);
+                            std::lock_guard lock(ended_mu);
+                            ended.insert_or_assign(r.id, std::move(key));
+                          });
+      rc != kExitOk) {
+    return rc;
+  }
   engine::StateStore& store = *eng.store;
   engine::Executor& executor = *eng.executor;
   const auto t0 = std::chrono::steady_clock::now();
@@ -429,17 +450,25 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto left = store.Unfinished(executor.owner(), eng.clock.Now());
-  // How the resumed instances ended: one listing, not a read per instance.
+  // How the resumed instances ended. Those the engine did not see finish (a resume that found
+  // nothing left to do, a run stopped by an error) are read, a chunk at a time.
   std::map<std::string, std::size_t> outcomes;
-  engine::InstanceFilter everything;
-  everything.limit = std::numeric_limits<std::size_t>::max();
-  auto listed = store.ListInstances(everything);
-  if (!listed.ok()) return Fail(listed.status());
-  for (const engine::InstanceSummary& r : *listed) {
-    if (!resumed.count(r.id)) continue;
-    std::string key = std::string(engine::RunStatusCode(r.status));
-    if (r.compensation_status) key += "/" + std::string(engine::RunStatusCode(*r.compensation_status));
-    ++outcomes[key];
+  std::vector<InstanceId> unseen;
+  {
+    std::lock_guard lock(ended_mu);
+    for (const InstanceId& id : resumed) {
+      auto it = ended.find(id);
+      if (it != ended.end()) {
+        ++outcomes[it->second];
+      } else {
+        unseen.push_back(id);
+      }
+    }
+  }
+  auto read = store.LoadInstances(unseen);
+  if (!read.ok()) return Fail(read.status());
+  for (const Result<engine::InstanceRecord>& r : *read) {
+    if (r.ok()) ++outcomes[outcome(*r)];
   }
   if (args.json) {
     Json failures = Json::array();

@@ -291,6 +291,7 @@ TEST_F(OperatorCliTest, RecoverResumesInstancesWhoseLeaseExpiredAndWaitsForLiveO
   EXPECT_EQ(impatient.exit_code, kExitRefused) << impatient.err;
   Json first = Parse(impatient);
   EXPECT_EQ(first["resumed"], 1);
+  EXPECT_EQ(first["outcomes"], (Json{{"SU", 1}}));
   EXPECT_EQ(first["stillLeasedElsewhere"], 1);
 
   CliRun patient = Db({"recover", "--mocks", ok_, "--json"});
