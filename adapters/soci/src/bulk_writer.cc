@@ -23,59 +23,65 @@ using engine::StateExecution;
 
 namespace {
 
+using Type = PgArray::Type;
+constexpr Type kText = Type::kText;
+constexpr Type kInt4 = Type::kInt4;
+constexpr Type kInt8 = Type::kInt8;
+
 struct Column {
   const char* name;
-  const char* type;  // PostgreSQL element type of the array parameter
+  Type type;  // the array parameter's element type
 };
 
 const std::vector<Column> kInstanceColumns = {
-    {"id", "text"},
-    {"flow_name", "text"},
-    {"flow_version", "text"},
-    {"flow_hash", "text"},
-    {"business_key", "text"},
-    {"status", "text"},
-    {"compensation_status", "text"},
-    {"input", "text"},
-    {"context", "text"},
-    {"error", "text"},
-    {"error_code", "text"},
-    {"error_message", "text"},
-    {"owner", "text"},
-    {"lease_until", "bigint"},
-    {"started_at", "bigint"},
-    {"updated_at", "bigint"},
-    {"ended_at", "bigint"},
-    {"cursor", "text"},
-    {"unfinished", "integer"},
+    {"id", kText},
+    {"flow_name", kText},
+    {"flow_version", kText},
+    {"flow_hash", kText},
+    {"business_key", kText},
+    {"status", kText},
+    {"compensation_status", kText},
+    {"input", kText},
+    {"context", kText},
+    {"error", kText},
+    {"error_code", kText},
+    {"error_message", kText},
+    {"owner", kText},
+    {"lease_until", kInt8},
+    {"started_at", kInt8},
+    {"updated_at", kInt8},
+    {"ended_at", kInt8},
+    {"cursor", kText},
+    {"unfinished", kInt4},
 };
 
-// A write with `header`: the key and lease check first, then the assigned columns. A NULL
-// context keeps the stored one (writes that do not change it).
+// A write with `header`: the key and lease check first, then the assigned columns in the order
+// PutStepColumns and PutHeaderColumns give them. A NULL context keeps the stored one (writes
+// that do not change it).
 const std::vector<Column> kHeaderColumns = {
-    {"id", "text"},
-    {"owner", "text"},
-    {"compensation_status", "text"},
-    {"updated_at", "bigint"},
-    {"cursor", "text"},
-    {"unfinished", "integer"},
-    {"status", "text"},
-    {"error", "text"},
-    {"error_code", "text"},
-    {"error_message", "text"},
-    {"lease_until", "bigint"},
-    {"ended_at", "bigint"},
-    {"context", "text"},
+    {"id", kText},
+    {"owner", kText},
+    {"compensation_status", kText},
+    {"updated_at", kInt8},
+    {"cursor", kText},
+    {"status", kText},
+    {"error", kText},
+    {"error_code", kText},
+    {"error_message", kText},
+    {"lease_until", kInt8},
+    {"ended_at", kInt8},
+    {"unfinished", kInt4},
+    {"context", kText},
 };
 
-// A step's write (without `header`, most of them): what every write stores.
+// A step's write (without `header`, most of them): what every write stores (PutStepColumns).
 const std::vector<Column> kStepColumns = {
-    {"id", "text"},
-    {"owner", "text"},
-    {"compensation_status", "text"},
-    {"updated_at", "bigint"},
-    {"cursor", "text"},
-    {"context", "text"},
+    {"id", kText},
+    {"owner", kText},
+    {"compensation_status", kText},
+    {"updated_at", kInt8},
+    {"cursor", kText},
+    {"context", kText},
 };
 
 // "UPDATE instances SET ... FROM unnest(...) AS v(...)" assigning columns[2...], with the lease
@@ -83,42 +89,43 @@ const std::vector<Column> kStepColumns = {
 std::string UpdateInstances(const std::vector<Column>& columns);
 
 const std::vector<Column> kExecutionColumns = {
-    {"instance_id", "text"},
-    {"seq", "integer"},
-    {"state", "text"},
-    {"state_index", "integer"},
-    {"kind", "text"},
-    {"compensates", "integer"},
-    {"retried_for", "integer"},
-    {"epoch", "integer"},
-    {"attempts", "integer"},
-    {"status", "text"},
-    {"compensation_status", "text"},
-    {"superseded", "integer"},
-    {"for_update", "integer"},
-    {"retry_counts", "text"},
-    {"retry_at", "bigint"},
-    {"idempotency_key", "text"},
-    {"input", "text"},
-    {"output", "text"},
-    {"error", "text"},
-    {"started_at", "bigint"},
-    {"ended_at", "bigint"},
+    {"instance_id", kText},
+    {"seq", kInt4},
+    {"state", kText},
+    {"state_index", kInt4},
+    {"kind", kText},
+    {"compensates", kInt4},
+    {"retried_for", kInt4},
+    {"epoch", kInt4},
+    {"attempts", kInt4},
+    {"status", kText},
+    {"compensation_status", kText},
+    {"superseded", kInt4},
+    {"for_update", kInt4},
+    {"retry_counts", kText},
+    {"retry_at", kInt8},
+    {"idempotency_key", kText},
+    {"input", kText},
+    {"output", kText},
+    {"error", kText},
+    {"started_at", kInt8},
+    {"ended_at", kInt8},
 };
 
-// An execution stored already: its key, then the progress columns a later write changes.
+// An execution stored already: its key, then the progress columns a later write changes
+// (PutProgressColumns).
 const std::vector<Column> kProgressColumns = {
-    {"instance_id", "text"},
-    {"seq", "integer"},
-    {"attempts", "integer"},
-    {"status", "text"},
-    {"compensation_status", "text"},
-    {"superseded", "integer"},
-    {"retry_counts", "text"},
-    {"retry_at", "bigint"},
-    {"output", "text"},
-    {"error", "text"},
-    {"ended_at", "bigint"},
+    {"instance_id", kText},
+    {"seq", kInt4},
+    {"attempts", kInt4},
+    {"status", kText},
+    {"compensation_status", kText},
+    {"superseded", kInt4},
+    {"retry_counts", kText},
+    {"retry_at", kInt8},
+    {"output", kText},
+    {"error", kText},
+    {"ended_at", kInt8},
 };
 
 std::string Names(const std::vector<Column>& columns, const char* prefix = "");
@@ -157,7 +164,10 @@ std::string Unnest(const std::vector<Column>& columns) {
   std::string out = "(SELECT ";
   for (std::size_t i = 0; i < columns.size(); ++i) {
     if (i > 0) out += ", ";
-    out += "unnest(CAST($" + std::to_string(i + 1) + " AS " + columns[i].type + "[]))";
+    const char* type = columns[i].type == kText ? "text[]"
+                       : columns[i].type == kInt4 ? "integer[]"
+                                                  : "bigint[]";
+    out += "unnest(CAST($" + std::to_string(i + 1) + " AS " + type + "))";
   }
   return out + ")";
 }
@@ -165,12 +175,7 @@ std::string Unnest(const std::vector<Column>& columns) {
 // One empty array per column, of the column's type.
 std::vector<PgArray> ArraysFor(const std::vector<Column>& columns) {
   std::vector<PgArray> arrays;
-  for (const Column& c : columns) {
-    const std::string_view type = c.type;
-    arrays.emplace_back(type == "bigint"    ? PgArray::Type::kInt8
-                        : type == "integer" ? PgArray::Type::kInt4
-                                            : PgArray::Type::kText);
-  }
+  for (const Column& c : columns) arrays.emplace_back(c.type);
   return arrays;
 }
 
@@ -182,41 +187,27 @@ void Finish(std::vector<PgArray>& arrays) {
   for (PgArray& a : arrays) a.Finish();
 }
 
-void AddOptional(PgArray& a, const std::string& value, soci::indicator ind) {
-  if (ind == soci::i_ok) {
-    a.Add(value);
-  } else {
-    a.AddNull();
-  }
-}
-
-void AddOptional(PgArray& a, long long value, soci::indicator ind) {
-  if (ind == soci::i_ok) {
-    a.Add(value);
-  } else {
-    a.AddNull();
-  }
-}
-
 // Appends a row's values to one array per column, in order (PutInstanceColumns and the like).
 class ArraySink {
  public:
   explicit ArraySink(std::vector<PgArray>& arrays) : arrays_(arrays) {}
   void Text(const std::string& value) { arrays_[next_++].Add(value); }
   void Text(const std::string& value, soci::indicator ind) {
-    AddOptional(arrays_[next_++], value, ind);
+    if (ind == soci::i_ok) return Text(value);
+    Null();
   }
   void Int(long long value) { arrays_[next_++].Add(value); }
-  void Int(long long value, soci::indicator ind) { AddOptional(arrays_[next_++], value, ind); }
+  void Int(long long value, soci::indicator ind) {
+    if (ind == soci::i_ok) return Int(value);
+    Null();
+  }
+  void Null() { arrays_[next_++].AddNull(); }
 
  private:
   std::vector<PgArray>& arrays_;
   std::size_t next_ = 0;
 };
 
-}  // namespace
-
-namespace {
 
 // PostgreSQL's type oids (pg_type.dat), fixed since the first releases.
 constexpr std::uint32_t kTextOid = 25;
@@ -397,13 +388,7 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
   upsert_executions_ = std::make_unique<PgStatement>(
       conn,
       "INSERT INTO state_executions (" + Names(kExecutionColumns) + ") SELECT * FROM " +
-          Unnest(kExecutionColumns) +
-          " AS v ON CONFLICT (instance_id, seq) DO UPDATE SET "
-          "attempts = excluded.attempts, status = excluded.status, "
-          "compensation_status = excluded.compensation_status, "
-          "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
-          "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
-          "ended_at = excluded.ended_at",
+          Unnest(kExecutionColumns) + " AS v " + kUpsertExecutionProgress,
       kExecutionColumns.size());
 
   // Executions the engine knows are stored: progress only, without the identity and input an
@@ -448,19 +433,10 @@ void BulkInstanceWriter::AddExecution(const std::string& instance_id, const Exec
 }
 
 void BulkInstanceWriter::AddProgress(const std::string& instance_id, const ExecutionColumns& c) {
-  std::vector<PgArray>& a = progress_columns_;
-  std::size_t k = 0;
-  a[k++].Add(instance_id);
-  a[k++].Add(static_cast<long long>(c.seq));
-  a[k++].Add(static_cast<long long>(c.attempts));
-  a[k++].Add(c.status);
-  AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
-  a[k++].Add(static_cast<long long>(c.superseded));
-  a[k++].Add(c.retry_counts);
-  AddOptional(a[k++], c.retry_at, c.retry_at_ind);
-  a[k++].Add(c.output);
-  AddOptional(a[k++], c.error, c.error_ind);
-  AddOptional(a[k++], c.ended_at, c.ended_at_ind);
+  ArraySink sink(progress_columns_);
+  sink.Text(instance_id);
+  sink.Int(c.seq);
+  PutProgressColumns(c, sink);
 }
 
 void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::size_t first,
@@ -540,26 +516,15 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
     }
     const InstanceColumns& c = encoded[i - first]->instance;
     const bool header = items[i].header;
-    std::vector<PgArray>& a = header ? header_columns_ : step_columns_;
-    std::size_t k = 0;
-    a[k++].Add(c.id);
-    a[k++].Add(c.owner);
-    AddOptional(a[k++], c.compensation_status, c.compensation_status_ind);
-    a[k++].Add(c.updated_at);
-    a[k++].Add(c.cursor);
-    if (header) {
-      a[k++].Add(static_cast<long long>(c.unfinished));
-      a[k++].Add(c.status);
-      AddOptional(a[k++], c.error, c.error_ind);
-      a[k++].Add(c.error_code);
-      a[k++].Add(c.error_message);
-      a[k++].Add(c.lease_until);
-      AddOptional(a[k++], c.ended_at, c.ended_at_ind);
-    }
+    ArraySink sink(header ? header_columns_ : step_columns_);
+    sink.Text(c.id);
+    sink.Text(c.owner);
+    PutStepColumns(c, sink);
+    if (header) PutHeaderColumns(c, sink);
     if (items[i].context_changed) {
-      a[k++].Add(c.context);
+      sink.Text(c.context);
     } else {
-      a[k++].AddNull();
+      sink.Null();
     }
     writes.push_back(i);
   }

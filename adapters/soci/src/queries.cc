@@ -77,11 +77,11 @@ void Prepare(soci::statement& st, const std::string& sql) {
   st.define_and_bind();
 }
 
-// What every write stores (the cursor, and what moves with it)...
+// What every write stores (the cursor, and what moves with it), bound by PutStepColumns...
 // (`unfinished` changes only when a run or an operation begins or ends, which are writes with
 // `header`: leaving it out of a step's write leaves the claim and owner indexes alone.)
 constexpr const char* kProgressAssignments = "compensation_status = ?, updated_at = ?, cursor = ?";
-// ... and what a write with `header` stores besides.
+// ... and what a write with `header` stores besides, bound by PutHeaderColumns.
 constexpr const char* kHeaderAssignments =
     "status = ?, error = ?, error_code = ?, error_message = ?, lease_until = ?, ended_at = ?, "
     "unfinished = ?";
@@ -268,13 +268,7 @@ InstanceWriter::InstanceWriter(Connection& conn) : conn_(conn) {
   // columns change.
   upsert_execution_ = std::make_unique<Statement>(
       db, std::string("INSERT INTO state_executions (instance_id, ") + kExecutionColumns +
-              ") VALUES (?, " + Questions(kExecutionColumns) +
-              ") ON CONFLICT (instance_id, seq) DO UPDATE SET "
-              "attempts = excluded.attempts, status = excluded.status, "
-              "compensation_status = excluded.compensation_status, "
-              "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
-              "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
-              "ended_at = excluded.ended_at");
+              ") VALUES (?, " + Questions(kExecutionColumns) + ") " + kUpsertExecutionProgress);
   update_execution_ = std::make_unique<Statement>(
       db,
       "UPDATE state_executions SET attempts = ?, status = ?, compensation_status = ?, "
@@ -290,18 +284,8 @@ void InstanceWriter::InsertInstance(const InstanceColumns& c) {
 
 int InstanceWriter::UpdateInstance(const InstanceColumns& c, bool header, bool context) {
   Statement& st = *updates_[(header ? 2 : 0) + (context ? 1 : 0)];
-  st.Text(c.compensation_status, c.compensation_status_ind);
-  st.Int(c.updated_at);
-  st.Text(c.cursor);
-  if (header) {
-    st.Text(c.status);
-    st.Text(c.error, c.error_ind);
-    st.Text(c.error_code);
-    st.Text(c.error_message);
-    st.Int(c.lease_until);
-    st.Int(c.ended_at, c.ended_at_ind);
-    st.Int(c.unfinished);
-  }
+  PutStepColumns(c, st);
+  if (header) PutHeaderColumns(c, st);
   if (context) st.Text(c.context);
   st.Text(c.id);
   st.Text(c.owner);
@@ -316,15 +300,7 @@ void InstanceWriter::UpsertExecution(const std::string& instance_id, const Execu
 bool InstanceWriter::UpdateExecutionProgress(const std::string& instance_id,
                                              const ExecutionColumns& c) {
   Statement& st = *update_execution_;
-  st.Int(c.attempts);
-  st.Text(c.status);
-  st.Text(c.compensation_status, c.compensation_status_ind);
-  st.Int(c.superseded);
-  st.Text(c.retry_counts);
-  st.Int(c.retry_at, c.retry_at_ind);
-  st.Text(c.output);
-  st.Text(c.error, c.error_ind);
-  st.Int(c.ended_at, c.ended_at_ind);
+  PutProgressColumns(c, st);
   st.Text(instance_id);
   st.Int(c.seq);
   return st.Run() > 0;

@@ -147,6 +147,46 @@ void PutExecutionColumns(const std::string& instance_id, const ExecutionColumns&
   sink.Int(c.ended_at, c.ended_at_ind);
 }
 
+// What every write of an instance assigns (a step's), in this order ...
+template <typename Sink>
+void PutStepColumns(const InstanceColumns& c, Sink& sink) {
+  sink.Text(c.compensation_status, c.compensation_status_ind);
+  sink.Int(c.updated_at);
+  sink.Text(c.cursor);
+}
+// ... and what a write with `header` assigns besides.
+template <typename Sink>
+void PutHeaderColumns(const InstanceColumns& c, Sink& sink) {
+  sink.Text(c.status);
+  sink.Text(c.error, c.error_ind);
+  sink.Text(c.error_code);
+  sink.Text(c.error_message);
+  sink.Int(c.lease_until);
+  sink.Int(c.ended_at, c.ended_at_ind);
+  sink.Int(c.unfinished);
+}
+// What a later write of a stored execution assigns (its progress), in this order.
+template <typename Sink>
+void PutProgressColumns(const ExecutionColumns& c, Sink& sink) {
+  sink.Int(c.attempts);
+  sink.Text(c.status);
+  sink.Text(c.compensation_status, c.compensation_status_ind);
+  sink.Int(c.superseded);
+  sink.Text(c.retry_counts);
+  sink.Int(c.retry_at, c.retry_at_ind);
+  sink.Text(c.output);
+  sink.Text(c.error, c.error_ind);
+  sink.Int(c.ended_at, c.ended_at_ind);
+}
+// Both writers' upsert of executions: identity and input by the first write, progress always.
+inline constexpr const char* kUpsertExecutionProgress =
+    "ON CONFLICT (instance_id, seq) DO UPDATE SET "
+    "attempts = excluded.attempts, status = excluded.status, "
+    "compensation_status = excluded.compensation_status, "
+    "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
+    "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
+    "ended_at = excluded.ended_at";
+
 // The columns of one create or write, encoded from the record ahead of the batch: on the
 // submitting thread, so that the committer thread (which every write of the process goes
 // through) only binds and executes. `executions` follow the write's list (all, for a create).
