@@ -171,11 +171,11 @@ std::string CursorToText(const Cursor& c) {
   }
   key("current");
   out += std::to_string(c.current);
-  if (c.epoch != 0) {
+  if (c.epoch != defaults.epoch) {
     key("epoch");
     out += std::to_string(c.epoch);
   }
-  if (c.idle_transitions != 0) {
+  if (c.idle_transitions != defaults.idle_transitions) {
     key("idle_transitions");
     out += std::to_string(c.idle_transitions);
   }
@@ -187,11 +187,11 @@ std::string CursorToText(const Cursor& c) {
     key("reached_fail");
     out += "true";
   }
-  if (c.run_first_execution != 0) {
+  if (c.run_first_execution != defaults.run_first_execution) {
     key("run_first_execution");
     out += std::to_string(c.run_first_execution);
   }
-  if (c.sequences_issued != 0) {
+  if (c.sequences_issued != defaults.sequences_issued) {
     key("sequences_issued");
     out += std::to_string(c.sequences_issued);
   }

@@ -103,6 +103,11 @@ std::string RetryCountsText(const std::vector<int>& counts) {
   return counts.empty() ? std::string("[]") : DumpJson(engine::RetryCountsToJson(counts));
 }
 
+// An execution still running has no output: "null" without dumping.
+std::string OutputText(const SharedJson& output) {
+  return output->is_null() ? std::string("null") : DumpJson(output);
+}
+
 }  // namespace
 
 std::string DumpJson(const Json& value) {
@@ -187,7 +192,7 @@ void ExecutionColumns::Set(const StateExecution& e) {
   SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
   idempotency_key = e.idempotency_key;
   input = DumpJson(e.input);
-  output = e.output->is_null() ? std::string("null") : DumpJson(e.output);
+  output = OutputText(e.output);
   SetOptionalFailure(e.error, error, error_ind);
   started_at = ToNanos(e.started_at);
   SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
@@ -202,7 +207,7 @@ void ExecutionColumns::SetProgress(const StateExecution& e) {
   superseded = e.superseded ? 1 : 0;
   retry_counts = RetryCountsText(e.retry_counts);
   SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
-  output = e.output->is_null() ? std::string("null") : DumpJson(e.output);
+  output = OutputText(e.output);
   SetOptionalFailure(e.error, error, error_ind);
   SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
 }

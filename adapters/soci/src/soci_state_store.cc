@@ -60,10 +60,6 @@ struct SociStateStore::Impl {
     CommitterFor(request.record->id).Submit(std::move(request), inline_if_committer);
   }
 
-  // Runs `op` on a pooled connection, turning exceptions into Statuses named after `what`.
-  // With `retry`, an operation that failed because its connection was lost (an idle pooled
-  // connection the server closed, e.g. after a restart) runs once more on a new connection;
-  // only for operations that may safely run twice.
   // The committers write from encoded columns: encode them here, on the submitting thread, so
   // that a committer thread only binds (SQLite) or fills its arrays (PostgreSQL) and executes.
   void Encode(sql::WriteRequest& request) const {
@@ -85,6 +81,10 @@ struct SociStateStore::Impl {
     Submit(std::move(request), inline_if_committer);
   }
 
+  // Runs `op` on a pooled connection, turning exceptions into Statuses named after `what`.
+  // With `retry`, an operation that failed because its connection was lost (an idle pooled
+  // connection the server closed, e.g. after a restart) runs once more on a new connection;
+  // only for operations that may safely run twice.
   template <typename T, typename Op>
   Result<T> Run(const std::string& what, bool retry, Op&& op) {
     for (int attempt = 0;; ++attempt) {
