@@ -43,4 +43,78 @@ std::string FormatTime(TimePoint t) {
   return buf;
 }
 
+namespace {
+
+// Reads exactly `width` decimal digits at `pos`.
+bool Digits(std::string_view s, std::size_t& pos, int width, int& out) {
+  if (pos + static_cast<std::size_t>(width) > s.size()) return false;
+  out = 0;
+  for (int i = 0; i < width; ++i) {
+    char c = s[pos++];
+    if (c < '0' || c > '9') return false;
+    out = out * 10 + (c - '0');
+  }
+  return true;
+}
+
+bool Expect(std::string_view s, std::size_t& pos, char c) {
+  if (pos >= s.size() || s[pos] != c) return false;
+  ++pos;
+  return true;
+}
+
+}  // namespace
+
+std::optional<TimePoint> ParseTime(std::string_view s) {
+  std::size_t pos = 0;
+  int year, month, day, hour, minute, second;
+  if (!Digits(s, pos, 4, year) || !Expect(s, pos, '-') || !Digits(s, pos, 2, month) ||
+      !Expect(s, pos, '-') || !Digits(s, pos, 2, day)) {
+    return std::nullopt;
+  }
+  if (pos >= s.size() || (s[pos] != 'T' && s[pos] != 't')) return std::nullopt;
+  ++pos;
+  if (!Digits(s, pos, 2, hour) || !Expect(s, pos, ':') || !Digits(s, pos, 2, minute) ||
+      !Expect(s, pos, ':') || !Digits(s, pos, 2, second)) {
+    return std::nullopt;
+  }
+  std::int64_t nanos = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int digits = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (digits < 9) nanos = nanos * 10 + (s[pos] - '0');
+      ++digits;
+      ++pos;
+    }
+    if (digits == 0) return std::nullopt;
+    for (int i = digits; i < 9; ++i) nanos *= 10;
+  }
+  int offset_minutes = 0;
+  if (pos >= s.size()) return std::nullopt;  // no offset
+  if (s[pos] == 'Z' || s[pos] == 'z') {
+    ++pos;
+  } else if (s[pos] == '+' || s[pos] == '-') {
+    int sign = s[pos] == '-' ? -1 : 1;
+    ++pos;
+    int oh, om;
+    if (!Digits(s, pos, 2, oh) || !Expect(s, pos, ':') || !Digits(s, pos, 2, om) || oh > 23 ||
+        om > 59) {
+      return std::nullopt;
+    }
+    offset_minutes = sign * (oh * 60 + om);
+  } else {
+    return std::nullopt;
+  }
+  if (pos != s.size()) return std::nullopt;
+  if (hour > 23 || minute > 59 || second > 60) return std::nullopt;  // 60: a leap second
+  std::chrono::year_month_day date{std::chrono::year(year),
+                                   std::chrono::month(static_cast<unsigned>(month)),
+                                   std::chrono::day(static_cast<unsigned>(day))};
+  if (!date.ok()) return std::nullopt;
+  auto t = std::chrono::sys_days(date).time_since_epoch() + std::chrono::hours(hour) +
+           std::chrono::minutes(minute - offset_minutes) + std::chrono::seconds(second);
+  return TimePoint(std::chrono::duration_cast<Duration>(t) + Duration(nanos));
+}
+
 }  // namespace sagaflow

@@ -3,7 +3,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace sagaflow {
 
@@ -46,5 +48,11 @@ double DurationToSeconds(Duration d);
 
 // ISO-8601 UTC with milliseconds, e.g. "2026-11-21T21:16:41.123Z".
 std::string FormatTime(TimePoint t);
+
+// Reads an RFC 3339 time: "2026-11-21T21:16:41Z", with optional fractional seconds (to the
+// nanosecond) and a "Z" or "+hh:mm"/"-hh:mm" offset; "t" and "z" are accepted for "T" and "Z".
+// A time without an offset is refused: it would mean a different instant on every node.
+// Returns nullopt for anything else, including dates that do not exist (2026-02-30).
+std::optional<TimePoint> ParseTime(std::string_view text);
 
 }  // namespace sagaflow
