@@ -47,6 +47,7 @@ std::vector<Edge> Edges(const StateMachine& m) {
         }
         break;
       case StateType::kCompensationTrigger:
+      case StateType::kWait:
         if (s.next != kNoState) out.push_back({from, s.next, "", false});
         break;
       case StateType::kSucceed:
@@ -85,6 +86,25 @@ std::string DotText(const std::string& s) {
   return out;
 }
 
+// What a Wait waits for: "30s", "until 2026-12-24T18:00:00Z", "$.delay s", "until $.due".
+std::string WaitLabel(const statelang::WaitState& w) {
+  using Kind = statelang::WaitState::Kind;
+  switch (w.kind) {
+    case Kind::kSeconds: {
+      std::ostringstream o;
+      o << w.seconds << "s";
+      return o.str();
+    }
+    case Kind::kSecondsPath:
+      return w.path.source() + " s";
+    case Kind::kTimestamp:
+      return "until " + w.timestamp;
+    case Kind::kTimestampPath:
+      return "until " + w.path.source();
+  }
+  return "";
+}
+
 // `line_break` separates the state name from the task it calls.
 std::string NodeLabel(const State& s, const std::string& line_break) {
   switch (s.type) {
@@ -92,6 +112,8 @@ std::string NodeLabel(const State& s, const std::string& line_break) {
       return s.name + line_break + s.service_task().task.str();
     case StateType::kFail:
       return s.fail().error_code.empty() ? s.name : s.name + " (" + s.fail().error_code + ")";
+    case StateType::kWait:
+      return s.name + line_break + "wait " + WaitLabel(s.wait());
     default:
       return s.name;
   }
@@ -115,6 +137,9 @@ std::string Mermaid(const StateMachine& m) {
         break;
       case StateType::kCompensationTrigger:
         o << "[/\"" << label << "\"/]";
+        break;
+      case StateType::kWait:
+        o << "[[\"" << label << "\"]]";
         break;
       case StateType::kServiceTask:
         o << "[\"" << label << "\"]";
@@ -156,6 +181,9 @@ std::string Dot(const StateMachine& m) {
         break;
       case StateType::kCompensationTrigger:
         shape = "parallelogram";
+        break;
+      case StateType::kWait:
+        shape = "hexagon";
         break;
       case StateType::kServiceTask:
         shape = "box";

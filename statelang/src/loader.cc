@@ -394,18 +394,88 @@ class Validator {
       s.type = StateType::kCompensationTrigger;
       s.next = OptionalTarget(v, ptr, "Next");
       s.spec = CompensationTriggerState{};
+    } else if (type == "Wait") {
+      s.type = StateType::kWait;
+      s.next = RequiredTarget(v, ptr, "Next");
+      s.spec = ParseWait(v, ptr);
     } else if (type == "SubStateMachine" || type == "CompensateSubMachine" ||
-               type == "ScriptTask" || type == "Wait") {
+               type == "ScriptTask") {
       Error(Join(ptr, "Type"), "state type '" + type +
                                    "' is part of statelang but not supported by this version of "
-                                   "sagaflow; supported: ServiceTask, Choice, Succeed, Fail, "
-                                   "CompensationTrigger");
+                                   "sagaflow; supported: ServiceTask, Choice, Wait, Succeed, "
+                                   "Fail, CompensationTrigger");
     } else {
       Error(Join(ptr, "Type"), "unknown state type '" + type +
-                                   "'; expected ServiceTask, Choice, Succeed, Fail or "
+                                   "'; expected ServiceTask, Choice, Wait, Succeed, Fail or "
                                    "CompensationTrigger");
     }
     return s;
+  }
+
+  // A Wait (sagaflow extension): exactly one of Seconds, SecondsPath, Timestamp, TimestampPath.
+  WaitState ParseWait(const OrderedJson& v, const std::string& ptr) {
+    static const std::set<std::string> kKeys = {"Type",      "Comment",       "Next",
+                                                "Seconds",   "SecondsPath",   "Timestamp",
+                                                "TimestampPath"};
+    WarnUnknownKeys(v, ptr, kKeys);
+    WaitState w;
+    std::vector<std::string> given;
+    for (const char* key : {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"}) {
+      if (auto it = v.find(key); it != v.end() && !it->is_null()) given.push_back(key);
+    }
+    if (given.empty()) {
+      Error(ptr, "a Wait state needs one of Seconds, SecondsPath, Timestamp or TimestampPath");
+      return w;
+    }
+    if (given.size() > 1) {
+      Error(Join(ptr, given[1]), "a Wait state takes only one of Seconds, SecondsPath, "
+                                 "Timestamp or TimestampPath; found " +
+                                     given[0] + " and " + given[1]);
+      return w;
+    }
+    const std::string& key = given[0];
+    if (key == "Seconds") {
+      w.kind = WaitState::Kind::kSeconds;
+      // Up to about 290 years, the range of a stored time.
+      std::optional<double> n = Number(v, ptr, "Seconds", 0, /*min_exclusive=*/false);
+      if (n && *n > 9.0e9) {
+        Error(Join(ptr, "Seconds"), "must be at most 9000000000, found " + v["Seconds"].dump());
+      }
+      w.seconds = n.value_or(0);
+    } else if (key == "Timestamp") {
+      w.kind = WaitState::Kind::kTimestamp;
+      w.timestamp = RequiredString(v, ptr, "Timestamp");
+      if (!w.timestamp.empty()) {
+        std::optional<TimePoint> at = ParseTime(w.timestamp);
+        if (!at) {
+          Error(Join(ptr, "Timestamp"),
+                "must be an RFC 3339 time with an offset, such as \"2026-12-24T18:00:00Z\"; "
+                "found \"" +
+                    w.timestamp + "\"");
+        } else {
+          w.at = *at;
+        }
+      }
+    } else {
+      w.kind = key == "SecondsPath" ? WaitState::Kind::kSecondsPath
+                                    : WaitState::Kind::kTimestampPath;
+      std::string text = RequiredString(v, ptr, key);
+      if (!text.empty()) {
+        if (text.rfind("$.", 0) != 0) {
+          Error(Join(ptr, key), "must be a context path starting with '$.', such as "
+                                "\"$.delay\"; found \"" +
+                                    text + "\"");
+        } else {
+          auto compiled = Expression::CompileDollar(text);
+          if (!compiled.ok()) {
+            Error(Join(ptr, key), compiled.status().message() + " in '" + text + "'");
+          } else {
+            w.path = std::move(compiled).value();
+          }
+        }
+      }
+    }
+    return w;
   }
 
   ServiceTaskState ParseServiceTask(const OrderedJson& v, const std::string& ptr) {
@@ -443,11 +513,7 @@ class Validator {
     t.timeout_seconds = Number(v, ptr, "TimeoutSeconds", 0, /*min_exclusive=*/true);
     OptionalBool(v, ptr, "IsRetryPersistModeUpdate");
     OptionalBool(v, ptr, "IsCompensatePersistModeUpdate");
-    if (OptionalBool(v, ptr, "IsAsync").value_or(false)) {
-      Error(Join(ptr, "IsAsync"),
-            "async steps are not supported by this version of sagaflow; remove IsAsync or set "
-            "it to false");
-    }
+    t.is_async = OptionalBool(v, ptr, "IsAsync").value_or(false);
     if (auto loop = v.find("Loop"); loop != v.end() && !loop->is_null()) {
       Error(Join(ptr, "Loop"), "Loop is not supported by this version of sagaflow");
     }
@@ -637,6 +703,9 @@ class Validator {
         else
           out.push_back(s.next);
         for (const CatchRule& c : s.service_task().catches) out.push_back(c.next);
+        break;
+      case StateType::kWait:
+        out.push_back(s.next);
         break;
       case StateType::kCompensationTrigger:
         if (s.next == kNoState)

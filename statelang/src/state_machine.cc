@@ -17,6 +17,8 @@ std::string_view StateTypeName(StateType type) {
       return "Fail";
     case StateType::kCompensationTrigger:
       return "CompensationTrigger";
+    case StateType::kWait:
+      return "Wait";
   }
   return "?";
 }

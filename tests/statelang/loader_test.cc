@@ -21,6 +21,7 @@ void PrintTo(const Issue& issue, std::ostream* os) { *os << issue.Format("<flow>
 namespace {
 
 using ::sagaflow::testing::IsOk;
+using ::testing::_;
 using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::ElementsAre;
@@ -478,13 +479,80 @@ TEST_P(LoaderUnsupportedTypeTest, IsAnErrorNamingTheType) {
 }
 
 INSTANTIATE_TEST_SUITE_P(LoaderTest, LoaderUnsupportedTypeTest,
-                         ::testing::Values("SubStateMachine", "CompensateSubMachine", "ScriptTask",
-                                           "Wait"));
+                         ::testing::Values("SubStateMachine", "CompensateSubMachine",
+                                           "ScriptTask"));
 
-TEST(LoaderTest, AsyncTasksAreRejected) {
+TEST(LoaderTest, AsyncTasksLoad) {
   LoadResult r = LoadStateMachine(TaskFlow(R"("IsAsync": true)"));
-  EXPECT_THAT(Errors(r), ElementsAre(ErrorAt("/States/A/IsAsync", HasSubstr("not supported"))));
-  EXPECT_TRUE(LoadStateMachine(TaskFlow(R"("IsAsync": false)")).ok());
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r.machine->states()[0].service_task().is_async);
+  LoadResult sync = LoadStateMachine(TaskFlow(R"("IsAsync": false)"));
+  ASSERT_TRUE(sync.ok());
+  EXPECT_FALSE(sync.machine->states()[0].service_task().is_async);
+  EXPECT_THAT(Errors(LoadStateMachine(TaskFlow(R"("IsAsync": 1)"))),
+              ElementsAre(ErrorAt("/States/A/IsAsync", HasSubstr("true or false"))));
+}
+
+// A Wait flow: `wait` is the Wait state's body, followed by Next "B".
+std::string WaitFlow(const std::string& wait) {
+  return StatesFlow(R"("A": {"Type": "Wait", )" + wait +
+                    R"(, "Next": "B"}, "B": {"Type": "Succeed"})");
+}
+
+TEST(LoaderTest, WaitTakesSecondsTimestampOrAPath) {
+  using Kind = WaitState::Kind;
+  LoadResult r = LoadStateMachine(WaitFlow(R"("Seconds": 1.5)"));
+  ASSERT_TRUE(r.ok());
+  const State& a = r.machine->states()[0];
+  EXPECT_EQ(a.type, StateType::kWait);
+  EXPECT_EQ(a.next, 1);
+  EXPECT_EQ(a.wait().kind, Kind::kSeconds);
+  EXPECT_DOUBLE_EQ(a.wait().seconds, 1.5);
+
+  r = LoadStateMachine(WaitFlow(R"("Timestamp": "2026-12-24T18:00:00+08:00")"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.machine->states()[0].wait().kind, Kind::kTimestamp);
+  EXPECT_EQ(r.machine->states()[0].wait().at, *ParseTime("2026-12-24T10:00:00Z"));
+
+  r = LoadStateMachine(WaitFlow(R"("SecondsPath": "$.delay")"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.machine->states()[0].wait().kind, Kind::kSecondsPath);
+  r = LoadStateMachine(WaitFlow(R"("TimestampPath": "$.[order].payBy")"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.machine->states()[0].wait().kind, Kind::kTimestampPath);
+}
+
+TEST(LoaderTest, WaitErrorsNameTheKey) {
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Comment": "none")"))),
+              ElementsAre(ErrorAt("/States/A", HasSubstr("needs one of Seconds"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Seconds": 1, "SecondsPath": "$.d")"))),
+              ElementsAre(ErrorAt("/States/A/SecondsPath", HasSubstr("only one of"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Seconds": -1)"))),
+              ElementsAre(ErrorAt("/States/A/Seconds", HasSubstr("at least 0"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Seconds": "10")"))),
+              ElementsAre(ErrorAt("/States/A/Seconds", HasSubstr("must be a number"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Seconds": 1e12)"))),
+              ElementsAre(ErrorAt("/States/A/Seconds", HasSubstr("at most"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Timestamp": "2026-12-24 18:00")"))),
+              ElementsAre(ErrorAt("/States/A/Timestamp", HasSubstr("RFC 3339"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Timestamp": "2026-12-24T18:00:00")"))),
+              ElementsAre(ErrorAt("/States/A/Timestamp", HasSubstr("with an offset"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("SecondsPath": "delay")"))),
+              ElementsAre(ErrorAt("/States/A/SecondsPath", HasSubstr("starting with '$.'"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("TimestampPath": "$.(")"))),
+              ElementsAre(ErrorAt("/States/A/TimestampPath", _)));
+  EXPECT_THAT(Errors(LoadStateMachine(StatesFlow(
+                  R"("A": {"Type": "Wait", "Seconds": 1}, "B": {"Type": "Succeed"})"))),
+              ElementsAre(ErrorAt("/States/A/Next", HasSubstr("missing"))));
+  EXPECT_THAT(Errors(LoadStateMachine(StatesFlow(
+                  R"("A": {"Type": "Wait", "Seconds": 1, "Next": "Gone"}, "B": {"Type": "Succeed"})"))),
+              ElementsAre(ErrorAt("/States/A/Next", HasSubstr("'Gone'"))));
+}
+
+TEST(LoaderTest, AWaitInACycleWithNoWayOutIsAnError) {
+  LoadResult r = LoadStateMachine(StatesFlow(R"(
+    "A": {"Type": "Wait", "Seconds": 1, "Next": "A"}, "B": {"Type": "Succeed"})"));
+  EXPECT_FALSE(r.ok());
 }
 
 TEST(LoaderTest, LoopIsRejected) {

@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "sagaflow/common/clock.h"
 #include "sagaflow/common/ids.h"
 #include "sagaflow/statelang/expression.h"
 #include "sagaflow/statelang/value_template.h"
@@ -54,6 +55,9 @@ struct ServiceTaskState {
   bool for_update = false;        // forced true when CompensateState is set
   bool for_compensation = false;  // true when another state names this one as CompensateState
   bool persist = true;
+  // The step runs on a worker through the engine's TaskDispatcher: the instance parks, holding
+  // no thread, until the result arrives (sagaflow difference 3).
+  bool is_async = false;
   // sagaflow extension: a result that arrives later than this counts as a TimeoutError.
   std::optional<double> timeout_seconds;
   std::vector<ValueTemplate> input;                              // positional arguments
@@ -82,7 +86,18 @@ struct FailState {
 
 struct CompensationTriggerState {};
 
-enum class StateType { kServiceTask, kChoice, kSucceed, kFail, kCompensationTrigger };
+// sagaflow extension: a durable timer. Exactly one of the four ways to say when is set; the
+// instance sleeps (parked in the store, holding no thread) until then, then goes on at `next`.
+struct WaitState {
+  enum class Kind { kSeconds, kSecondsPath, kTimestamp, kTimestampPath };
+  Kind kind = Kind::kSeconds;
+  double seconds = 0;       // kSeconds: at least 0
+  std::string timestamp;    // kTimestamp: RFC 3339, as written
+  TimePoint at{};           // kTimestamp: parsed
+  Expression path;          // k*Path: over the context; a number of seconds, or an RFC 3339 text
+};
+
+enum class StateType { kServiceTask, kChoice, kSucceed, kFail, kCompensationTrigger, kWait };
 
 std::string_view StateTypeName(StateType type);
 
@@ -93,12 +108,14 @@ struct State {
   StateType type;
   StateIndex next = kNoState;
   std::string comment;
-  std::variant<ServiceTaskState, ChoiceState, SucceedState, FailState, CompensationTriggerState>
+  std::variant<ServiceTaskState, ChoiceState, SucceedState, FailState, CompensationTriggerState,
+               WaitState>
       spec;
 
   const ServiceTaskState& service_task() const { return std::get<ServiceTaskState>(spec); }
   const ChoiceState& choice() const { return std::get<ChoiceState>(spec); }
   const FailState& fail() const { return std::get<FailState>(spec); }
+  const WaitState& wait() const { return std::get<WaitState>(spec); }
   bool is_task() const { return type == StateType::kServiceTask; }
 };
 
