@@ -159,7 +159,7 @@ void BM_LoadFulfillFlow(benchmark::State& state) {
 }
 BENCHMARK(BM_LoadFulfillFlow);
 
-// Start (route to FulfillService, create its execution, build its input) and OnTaskDone with
+// Start (route to FulfillService, create its execution, build its input) and its TaskResult with
 // `true` (Status rules, Output, the Choice, then WmsService's execution): the interpreter's work
 // for one ServiceTask step. Each iteration copies a fresh record, which is part of the figure.
 void BM_InterpreterStep(benchmark::State& state) {
@@ -184,7 +184,8 @@ void BM_InterpreterStep(benchmark::State& state) {
     engine::TaskOutcome outcome;
     outcome.ok = true;
     outcome.result = true;
-    engine::Step second = interpreter.OnTaskDone(record, *machine, std::move(outcome), now);
+    engine::Step second = interpreter.OnEvent(
+        record, *machine, engine::TaskResult{first.decision.execution, first.decision.attempt, std::move(outcome)}, now);
     return std::make_pair(first, second);
   };
   {

@@ -134,8 +134,199 @@ class Interpreter::Run {
           // Nothing was executed that needs undoing: go on as if compensation had finished.
           c.current = s.next;
           continue;
+        case StateType::kWait: {
+          auto wake = WakeTime(s);
+          if (!wake.ok()) {
+            return Finish(
+                TaskFailure{std::string(ErrorTypes::kExpressionError), wake.status().message()});
+          }
+          if (*wake <= now_) {  // a time already past: go on at once
+            c.current = s.next;
+            continue;
+          }
+          c.wake_at = *wake;
+          step_.decision = Decision{Decision::Kind::kSleep, -1, 0, *wake, std::nullopt};
+          return;
+        }
       }
     }
+  }
+
+  // When the Wait state `s` ends. Errors: a path whose value is missing or of the wrong type.
+  Result<TimePoint> WakeTime(const State& s) {
+    const statelang::WaitState& w = s.wait();
+    switch (w.kind) {
+      case statelang::WaitState::Kind::kSeconds:
+        return now_ + SecondsToDuration(w.seconds);
+      case statelang::WaitState::Kind::kTimestamp:
+        return w.at;
+      case statelang::WaitState::Kind::kSecondsPath:
+      case statelang::WaitState::Kind::kTimestampPath:
+        break;
+    }
+    const bool seconds = w.kind == statelang::WaitState::Kind::kSecondsPath;
+    const char* key = seconds ? "SecondsPath" : "TimestampPath";
+    StepHost host(errors_, nullptr, r_);
+    EvalEnv env{&r_.context.get(), &host};
+    auto v = w.path.Evaluate(env);
+    const std::string where = "state '" + s.name + "', " + key + " '" + w.path.source() + "': ";
+    if (!v.ok()) return InvalidArgument(where + v.status().message());
+    if (seconds) {
+      if (!v->is_number() || !std::isfinite(v->get<double>()) || v->get<double>() < 0) {
+        return InvalidArgument(where + "expected a number of seconds, at least 0, found " +
+                               (v->is_null() ? std::string("null") : v->dump()));
+      }
+      return now_ + SecondsToDuration(v->get<double>());
+    }
+    if (!v->is_string()) {
+      return InvalidArgument(where + "expected an RFC 3339 time such as " +
+                             "\"2026-12-24T18:00:00Z\", found " +
+                             (v->is_null() ? std::string("null") : v->dump()));
+    }
+    std::optional<TimePoint> at = ParseTime(v->get<std::string>());
+    if (!at) {
+      return InvalidArgument(where + "expected an RFC 3339 time such as " +
+                             "\"2026-12-24T18:00:00Z\", found " + v->dump());
+    }
+    return *at;
+  }
+
+  // Why `event` does not apply to execution `id` at its attempt `attempt`, or "" when it does.
+  std::string Stale(int id, int attempt, const char* what) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= r_.executions.size()) {
+      return std::string(what) + " for execution " + std::to_string(id) +
+             ", which does not exist";
+    }
+    const StateExecution& e = r_.executions[static_cast<std::size_t>(id)];
+    const std::string name = "execution " + std::to_string(id) + " (state '" + e.state.str() +
+                             "')";
+    if (r_.finished()) return std::string(what) + " for " + name + ": the instance has finished";
+    if (e.status != RunStatus::kRunning || e.ended_at) {
+      return std::string(what) + " for " + name + ", which has already ended (" +
+             std::string(RunStatusCode(e.status)) + ")";
+    }
+    if (attempt != e.attempts) {
+      return std::string(what) + " for attempt " + std::to_string(attempt) + " of " + name +
+             ", which is at attempt " + std::to_string(e.attempts);
+    }
+    return "";
+  }
+
+  // Leaves the instance as it was: the event changed nothing. The decision says where the
+  // instance stands (finished; an attempt in flight; sleeping until its next timer).
+  void Ignore(std::string why) {
+    step_.ignored = std::move(why);
+    if (r_.finished()) {
+      step_.decision = Decision{Decision::Kind::kFinished, -1, 0, {}, std::nullopt};
+      return;
+    }
+    const int a = r_.cursor.active_execution;
+    if (a >= 0) {
+      const StateExecution& e = r_.executions[static_cast<std::size_t>(a)];
+      if (e.status == RunStatus::kRunning && !e.ended_at && !e.retry_at) {
+        step_.decision = Decision{Decision::Kind::kPark, a, e.attempts, {}, e.deadline_at};
+        return;
+      }
+    }
+    if (std::optional<TimePoint> wake = NextWakeOf(r_)) {
+      const int id = WakingExecution();
+      const int attempt = id >= 0 ? r_.executions[static_cast<std::size_t>(id)].attempts : 0;
+      step_.decision = Decision{Decision::Kind::kSleep, id, attempt, *wake, std::nullopt};
+      return;
+    }
+    step_.decision = Decision{Decision::Kind::kPark, -1, 0, {}, std::nullopt};
+  }
+
+  // The execution whose retry the instance sleeps for, or -1.
+  int WakingExecution() const {
+    int a = r_.cursor.active_execution;
+    if (a >= 0 && r_.executions[static_cast<std::size_t>(a)].retry_at) return a;
+    return -1;
+  }
+
+  static std::optional<TimePoint> NextWakeOf(const InstanceRecord& r) {
+    std::optional<TimePoint> wake = r.cursor.wake_at;
+    auto consider = [&wake](const std::optional<TimePoint>& t) {
+      if (t && (!wake || *t < *wake)) wake = t;
+    };
+    for (std::size_t i = static_cast<std::size_t>(std::max(0, r.cursor.run_first_execution));
+         i < r.executions.size(); ++i) {
+      const StateExecution& e = r.executions[i];
+      if (e.status != RunStatus::kRunning || e.ended_at) continue;
+      consider(e.retry_at);
+      consider(e.deadline_at);
+    }
+    return wake;
+  }
+
+  // The outcome of attempt `attempt` of execution `id` arrived.
+  void OnResult(int id, int attempt, TaskOutcome outcome) {
+    std::string stale = Stale(id, attempt, "a result");
+    if (stale.empty() && r_.executions[static_cast<std::size_t>(id)].retry_at) {
+      stale = "a result for execution " + std::to_string(id) + ", which is waiting to retry";
+    }
+    if (!stale.empty()) return Ignore(std::move(stale));
+    const StateExecution& e = r_.executions[static_cast<std::size_t>(id)];
+    if (e.deadline_at && now_ > *e.deadline_at) return TimeOut(id);
+    Complete(id, std::move(outcome), /*invoked=*/true);
+  }
+
+  void OnTimer(int id, int attempt) {
+    if (id < 0) {
+      const Cursor& c = r_.cursor;
+      if (r_.finished() || !c.wake_at || c.current == kNoState ||
+          m_.state(c.current).type != StateType::kWait) {
+        return Ignore("a timer for a Wait, but the instance is not waiting in one");
+      }
+      if (now_ < *c.wake_at) {
+        return Ignore("the Wait of state '" + m_.state(c.current).name + "' is not due until " +
+                      FormatTime(*c.wake_at));
+      }
+      return EndWait();
+    }
+    std::string stale = Stale(id, attempt, "a timer");
+    if (!stale.empty()) return Ignore(std::move(stale));
+    StateExecution& e = r_.executions[static_cast<std::size_t>(id)];
+    if (e.retry_at) {
+      if (now_ < *e.retry_at) {
+        return Ignore("the retry of execution " + std::to_string(id) + " is not due until " +
+                      FormatTime(*e.retry_at));
+      }
+      return ArmInvocation(id);
+    }
+    if (!e.deadline_at) {
+      return Ignore("a timer for execution " + std::to_string(id) +
+                    ", which waits for neither a retry nor a deadline");
+    }
+    if (now_ < *e.deadline_at) {
+      return Ignore("the deadline of execution " + std::to_string(id) + " is not until " +
+                    FormatTime(*e.deadline_at));
+    }
+    TimeOut(id);
+  }
+
+  // The attempt in flight of execution `id` passed its deadline.
+  void TimeOut(int id) {
+    const StateExecution& e = r_.executions[static_cast<std::size_t>(id)];
+    const auto& timeout = m_.state(e.state_index).service_task().timeout_seconds;
+    Complete(id,
+             TaskOutcome{false, nullptr,
+                         TaskFailure{std::string(ErrorTypes::kTimeoutError),
+                                     "the task did not return within TimeoutSeconds (" +
+                                         Json(timeout ? *timeout : 0.0).dump() + " s)"}},
+             /*invoked=*/true);
+  }
+
+  void EndWait() {
+    Cursor& c = r_.cursor;
+    c.wake_at.reset();
+    c.current = m_.state(c.current).next;
+    Advance();
+  }
+
+  void OnChild(const ChildFinished& event) {
+    Ignore("a child finished for execution " + std::to_string(event.execution) +
+           ", but this instance started no child");
   }
 
   // Creates the execution of state `s` and renders its input.
@@ -201,10 +392,14 @@ class Interpreter::Run {
 
   void ArmInvocation(int id) {
     StateExecution& e = r_.executions[id];
+    const ServiceTaskState& t = m_.state(e.state_index).service_task();
     ++e.attempts;
     e.retry_at.reset();
+    e.deadline_at.reset();
+    if (t.timeout_seconds) e.deadline_at = now_ + SecondsToDuration(*t.timeout_seconds);
     MarkChanged(id);
-    step_.decision = Decision{Decision::Kind::kInvoke, id, {}};
+    step_.decision = Decision{t.is_async ? Decision::Kind::kDispatch : Decision::Kind::kInvoke, id,
+                              e.attempts, {}, e.deadline_at};
   }
 
   // The outcome of execution `id` is known (or its input could not be built).
@@ -216,7 +411,8 @@ class Interpreter::Run {
       if (auto wake = RetryAfter(e, t, outcome.failure)) {
         e.error = outcome.failure;
         e.retry_at = *wake;
-        step_.decision = Decision{Decision::Kind::kWait, id, *wake};
+        e.deadline_at.reset();
+        step_.decision = Decision{Decision::Kind::kSleep, id, e.attempts, *wake, std::nullopt};
         return;
       }
     }
@@ -249,6 +445,7 @@ class Interpreter::Run {
     e.output = outcome.ok ? std::move(outcome.result) : Json();
     e.error = failure;
     e.retry_at.reset();
+    e.deadline_at.reset();
     e.ended_at = now_;
     r_.cursor.active_execution = -1;
 
@@ -431,6 +628,7 @@ class Interpreter::Run {
     c.phase = Phase::kFinished;
     c.active_execution = -1;
     c.current = kNoState;
+    c.wake_at.reset();
     r_.error = std::move(error);
     r_.ended_at = now_;
     // The end of a run stores the context (unchanged by ending, so an Output's keys still say
@@ -443,7 +641,7 @@ class Interpreter::Run {
     } else {
       r_.status = DecideForwardStatus();
     }
-    step_.decision = Decision{Decision::Kind::kFinished, -1, {}};
+    step_.decision = Decision{Decision::Kind::kFinished, -1, 0, {}, std::nullopt};
   }
 
   // Seata's setMachineStatusBasedOnStateListAndException, then the rule that a run reaching a
@@ -528,6 +726,17 @@ class Interpreter::Run {
   // Picks up an unfinished instance whose previous owner stopped (see Interpreter::Resume).
   Status Resume() {
     Cursor& c = r_.cursor;
+    if (c.wake_at) {
+      if (c.current == kNoState || m_.state(c.current).type != StateType::kWait) {
+        return Internal("instance " + r_.id.str() + ": the cursor sleeps, but not in a Wait state");
+      }
+      if (now_ < *c.wake_at) {
+        step_.decision = Decision{Decision::Kind::kSleep, -1, 0, *c.wake_at, std::nullopt};
+      } else {
+        EndWait();
+      }
+      return Status::Ok();
+    }
     if (c.active_execution < 0) {
       if (c.phase == Phase::kCompensating) {
         NextCompensation();
@@ -539,14 +748,24 @@ class Interpreter::Run {
     }
     StateExecution& e = r_.executions[static_cast<std::size_t>(c.active_execution)];
     if (e.retry_at) {
-      // Waiting in backoff: wake when it was due; the attempt counters are as stored.
-      step_.decision = Decision{Decision::Kind::kWait, e.id, *e.retry_at};
+      // Waiting in backoff: invoke again once due; the attempt counters are as stored.
+      if (now_ < *e.retry_at) {
+        step_.decision =
+            Decision{Decision::Kind::kSleep, e.id, e.attempts, *e.retry_at, std::nullopt};
+      } else {
+        ArmInvocation(e.id);
+      }
       return Status::Ok();
     }
     if (e.status != RunStatus::kRunning) {
       return Internal("instance " + r_.id.str() + ": the cursor points at execution " +
                       std::to_string(e.id) + " of state '" + e.state.str() +
                       "', which has already ended");
+    }
+    if (e.deadline_at && now_ >= *e.deadline_at) {
+      // Its deadline passed while nobody ran the instance: the attempt timed out.
+      TimeOut(e.id);
+      return Status::Ok();
     }
     // In doubt: the task was invoked (or about to be) and its outcome was never stored.
     if (e.kind == ExecutionKind::kCompensation ||
@@ -595,18 +814,21 @@ Step Interpreter::Start(InstanceRecord& record, const StateMachine& machine, Tim
   return run.Take();
 }
 
-Step Interpreter::OnTaskDone(InstanceRecord& record, const StateMachine& machine,
-                             TaskOutcome outcome, TimePoint now) const {
+Step Interpreter::OnEvent(InstanceRecord& record, const StateMachine& machine, Event event,
+                          TimePoint now) const {
   Run run(errors_, record, machine, now);
-  run.Complete(record.cursor.active_execution, std::move(outcome), /*invoked=*/true);
+  if (auto* result = std::get_if<TaskResult>(&event)) {
+    run.OnResult(result->execution, result->attempt, std::move(result->outcome));
+  } else if (auto* timer = std::get_if<TimerDue>(&event)) {
+    run.OnTimer(timer->execution, timer->attempt);
+  } else {
+    run.OnChild(std::get<ChildFinished>(event));
+  }
   return run.Take();
 }
 
-Step Interpreter::OnRetryDue(InstanceRecord& record, const StateMachine& machine,
-                             TimePoint now) const {
-  Run run(errors_, record, machine, now);
-  run.ArmInvocation(record.cursor.active_execution);
-  return run.Take();
+std::optional<TimePoint> Interpreter::NextWake(const InstanceRecord& record) {
+  return Run::NextWakeOf(record);
 }
 
 std::vector<int> Interpreter::Compensable(const InstanceRecord& record,
@@ -620,7 +842,7 @@ std::vector<int> Interpreter::Compensable(const InstanceRecord& record,
 
 Result<Step> Interpreter::Resume(InstanceRecord& record, const StateMachine& machine,
                                  TimePoint now) const {
-  if (record.finished()) return Step{Decision{Decision::Kind::kFinished, -1, {}}, {}, false};
+  if (record.finished()) return Step{Decision{Decision::Kind::kFinished, -1, 0, {}, std::nullopt}, {}, {}, false};
   if (record.executions.empty() && record.cursor.phase == Phase::kForward &&
       record.cursor.active_execution < 0 && record.cursor.epoch == 0) {
     // Created, never stepped: begin the run (it started when it was created).
@@ -662,7 +884,7 @@ Status RequirePatchObject(const Json& patch) {
   return Status::Ok();
 }
 
-Step NothingToDo() { return Step{Decision{Decision::Kind::kFinished, -1, {}}, {}, false}; }
+Step NothingToDo() { return Step{Decision{Decision::Kind::kFinished, -1, 0, {}, std::nullopt}, {}, {}, false}; }
 
 }  // namespace
 
@@ -714,7 +936,7 @@ Result<Step> Interpreter::Compensate(InstanceRecord& record, const StateMachine&
     record.cursor.phase = Phase::kFinished;
     record.ended_at = now;
     Step s = run.Take();
-    s.decision = Decision{Decision::Kind::kFinished, -1, {}};
+    s.decision = Decision{Decision::Kind::kFinished, -1, 0, {}, std::nullopt};
     return s;
   }
   run.NextCompensation();

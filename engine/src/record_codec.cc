@@ -195,6 +195,10 @@ std::string CursorToText(const Cursor& c) {
     key("sequences_issued");
     out += std::to_string(c.sequences_issued);
   }
+  if (c.wake_at) {
+    key("wake_at");
+    out += std::to_string(c.wake_at->time_since_epoch().count());
+  }
   out += '}';
   return out;
 }
@@ -255,6 +259,10 @@ Result<Cursor> CursorFromJson(const Json& json) {
       return Bad(path + ".sequences_issued",
                  "integer " + std::to_string(c.sequences_issued) + " is out of range");
     }
+  }
+  if (auto wake = json.find("wake_at"); wake != json.end()) {
+    SAGAFLOW_ASSIGN_OR_RETURN(std::int64_t ns, Int64(*wake, path + ".wake_at"));
+    c.wake_at = TimePoint(Duration(ns));
   }
   return c;
 }

@@ -119,6 +119,8 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
     return ExitCodeFor(opened.status());
   }
   engine::StateStore& store = **opened;
+  // The flow's async steps (IsAsync) run on as many threads of the in-process dispatcher.
+  adapters::InProcessDispatcher dispatcher(registry, clock, {.threads = threads});
   engine::Executor executor(
       engine::ExecutorOptions{.workers = threads,
                               .on_finished =
@@ -128,7 +130,8 @@ int RunBench(const BenchArgs& args, const TaskRegistry& base) {
                                         1, std::memory_order_relaxed);
                                     mine.done.fetch_add(1, std::memory_order_release);
                                     start_next();
-                                  }},
+                                  },
+                              .dispatcher = &dispatcher},
       registry, store, clock);
   exec = &executor;
   if (Status s = executor.AddFlow(machine); !s.ok()) {

@@ -157,7 +157,8 @@ int run(int argc, char** argv, TaskRegistry& registry) {
   recover->add_option("--mocks", recover_args.mocks,
                       "A simulate scenario whose mocks serve as the flows' tasks");
   recover->add_option("--wait", recover_args.wait_s,
-                      "Seconds to wait for leases still held by running engines")
+                      "Seconds to wait for leases still held by running engines, and for the "
+                      "timers of parked instances that come within it")
       ->check(CLI::NonNegativeNumber);
   recover->add_flag("--json", recover_args.json, "Print a JSON summary");
   AddStoreOptions(recover, recover_args.store);

@@ -164,6 +164,9 @@ int OpenEngine(const StoreArgs& store_args, const TaskRegistry& base,
   options.workers =
       workers > 0 ? workers : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   options.on_finished = std::move(on_finished);
+  out.dispatcher =
+      std::make_unique<adapters::InProcessDispatcher>(out.tasks.registry(), out.clock);
+  options.dispatcher = out.dispatcher.get();
   out.executor = std::make_unique<engine::Executor>(std::move(options), out.tasks.registry(),
                                                     *out.store, out.clock);
   if (Status s = out.executor->Start(); !s.ok()) {

@@ -15,6 +15,7 @@
 #include "sagaflow/common/json.h"
 #include "sagaflow/common/status.h"
 #include "commands.h"
+#include "sagaflow/adapters/memory/in_process_dispatcher.h"
 #include "sagaflow/engine/executor.h"
 #include "sagaflow/engine/state_store.h"
 #include "sagaflow/server/scenario.h"
@@ -66,6 +67,9 @@ struct OperatorEngine {
   std::unique_ptr<engine::StateStore> store;
   Tasks tasks;
   SystemClock clock;
+  // Runs the flows' async steps (IsAsync) on this process's threads; declared before the
+  // executor, which stops it.
+  std::unique_ptr<adapters::InProcessDispatcher> dispatcher;
   std::unique_ptr<engine::Executor> executor;
 };
 

@@ -437,8 +437,20 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
     left = store.Unfinished(executor.owner(), eng.clock.Now());
     if (!left.ok()) return Fail(left.status());
     if (left->leased_elsewhere == 0) {
-      // Done once only the unresumable ones remain; else some expired meanwhile: claim them.
-      if (left->unfinished <= failed.size()) break;
+      // Done once only the unresumable ones and the parked ones remain; else some expired
+      // meanwhile: claim them. A parked instance whose timer comes within --wait is waited
+      // for and claimed when due; one parked beyond it stays parked, safe in the store.
+      if (left->unfinished - std::min(left->unfinished, left->parked) <= failed.size()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!left->next_wake || now >= give_up ||
+            *left->next_wake - eng.clock.Now() > give_up - now) {
+          break;
+        }
+        Duration wait = std::min<Duration>(*left->next_wake - eng.clock.Now(),
+                                           std::chrono::milliseconds(250));
+        std::this_thread::sleep_for(std::max<Duration>(wait, std::chrono::milliseconds(1)));
+        continue;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       continue;
     }
@@ -477,6 +489,9 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
                       {"outcomes", outcomes},
                       {"failed", failures},
                       {"stillLeasedElsewhere", left.ok() ? left->leased_elsewhere : 0},
+                      {"parked", left.ok() ? left->parked : 0},
+                      {"nextWake", left.ok() && left->next_wake ? Json(FormatTime(*left->next_wake))
+                                                                : Json()},
                       {"seconds", seconds}}
                      .dump(2)
               << "\n";
@@ -486,6 +501,11 @@ int RunRecover(const RecoverArgs& args, const TaskRegistry& base) {
     std::cout << "\n";
     for (const auto& [id, s] : failed) {
       std::cout << "  cannot resume " << id.str() << ": " << s.message() << "\n";
+    }
+    if (left.ok() && left->parked > 0) {
+      std::cout << "  " << left->parked << " instance(s) are parked";
+      if (left->next_wake) std::cout << ", the first due " << FormatTime(*left->next_wake);
+      std::cout << "; they stay in the store until their timer or event comes\n";
     }
     if (waited_out && left.ok()) {
       std::cout << "  " << left->leased_elsewhere

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "sagaflow/adapters/memory/in_process_dispatcher.h"
 #include "sagaflow/adapters/memory/memory_state_store.h"
 #include "sagaflow/engine/executor.h"
 #include "sagaflow/server/cli.h"
@@ -84,10 +85,13 @@ int RunSimulate(const SimulateArgs& args) {
   ManualClock clock(SystemClock().Now());
   const TimePoint t0 = clock.Now();
   adapters::MemoryStateStore store;
-  engine::Executor executor(
-      engine::ExecutorOptions{
-          .workers = 0, .require_registered_tasks = false, .virtual_clock = &clock},
-      registry, store, clock);
+  // Async steps run inline too: a simulation is one thread on virtual time.
+  adapters::InProcessDispatcher dispatcher(registry, clock, {.threads = 0});
+  engine::Executor executor(engine::ExecutorOptions{.workers = 0,
+                                                    .require_registered_tasks = false,
+                                                    .virtual_clock = &clock,
+                                                    .dispatcher = &dispatcher},
+                            registry, store, clock);
   if (Status s = executor.Start(); !s.ok()) {
     std::cerr << "error: " << s.message() << "\n";
     return kExitFailure;

@@ -214,7 +214,7 @@ TEST_P(SociStateStoreTest, LeaseIndexesHoldRunningInstancesOnly) {
   done.cursor.phase = engine::Phase::kFinished;
   ASSERT_THAT(store->CreateInstance(running), IsOk());
   ASSERT_THAT(store->CreateInstance(done), IsOk());
-  auto claimed = store->ClaimExpired("engine-b", TimePoint(std::chrono::seconds(200)),
+  auto claimed = store->ClaimDue("engine-b", TimePoint(std::chrono::seconds(200)),
                                      TimePoint(std::chrono::seconds(300)), 10);
   ASSERT_THAT(claimed, IsOk());
   ASSERT_EQ(claimed->size(), 1u);
@@ -226,8 +226,9 @@ TEST_P(SociStateStoreTest, LeaseIndexesHoldRunningInstancesOnly) {
   EXPECT_EQ(*renewed, 1u);
 }
 
-// Schema version 3 drops the executions' foreign key: a database at version 2 (with the key)
-// keeps every row through the migration, SQLite's rebuilt table included.
+// Schema version 3 drops the executions' foreign key: a database at version 2 (with the key,
+// without version 4's deadline column) keeps every row through migrations 3 and 4, SQLite's
+// rebuilt table included.
 TEST_P(SociStateStoreTest, MigrationThreeDropsTheExecutionsForeignKeyAndKeepsTheRows) {
   const bool sqlite = GetParam() == "sqlite";
   const std::string foreign_keys =
@@ -256,19 +257,23 @@ TEST_P(SociStateStoreTest, MigrationThreeDropsTheExecutionsForeignKeyAndKeepsThe
            retry_counts TEXT NOT NULL, retry_at BIGINT, idempotency_key TEXT NOT NULL,
            input TEXT NOT NULL, output TEXT NOT NULL, error TEXT, started_at BIGINT NOT NULL,
            ended_at BIGINT, PRIMARY KEY (instance_id, seq));
-         INSERT INTO state_executions_v2 SELECT * FROM state_executions;
+         INSERT INTO state_executions_v2 SELECT instance_id, seq, state, state_index, kind,
+           compensates, retried_for, epoch, attempts, status, compensation_status, superseded,
+           for_update, retry_counts, retry_at, idempotency_key, input, output, error,
+           started_at, ended_at FROM state_executions;
          DROP TABLE state_executions;
          ALTER TABLE state_executions_v2 RENAME TO state_executions;
-         DELETE FROM schema_migrations WHERE version = 3;)"
+         DELETE FROM schema_migrations WHERE version >= 3;)"
              : "ALTER TABLE state_executions ADD CONSTRAINT state_executions_instance_id_fkey "
                "FOREIGN KEY (instance_id) REFERENCES instances (id) ON DELETE CASCADE; "
-               "DELETE FROM schema_migrations WHERE version = 3";
+               "ALTER TABLE state_executions DROP COLUMN deadline_at; "
+               "DELETE FROM schema_migrations WHERE version >= 3";
   ASSERT_THAT(db_->Execute(v2), Not(HasSubstr("ERROR")));
   ASSERT_EQ(db_->Execute(foreign_keys), "1");
 
   Result<std::vector<int>> applied = MigrateDatabase(db_->url(), db_->Options());
   ASSERT_THAT(applied, IsOk());
-  EXPECT_THAT(*applied, ElementsAre(3));
+  EXPECT_THAT(*applied, ElementsAre(3, 4));
   EXPECT_EQ(db_->Execute(foreign_keys), "0");
 
   std::unique_ptr<SociStateStore> store = Open();

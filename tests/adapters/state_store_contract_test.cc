@@ -649,7 +649,7 @@ TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCom
   Result<engine::UnfinishedSummary> unfinished = store().Unfinished("me", At(6000));
   ASSERT_THAT(unfinished, IsOk());
   EXPECT_EQ(unfinished->unfinished, 0u);
-  EXPECT_THAT(*store().ClaimExpired("me", At(6000), At(7000), 10), IsEmpty());
+  EXPECT_THAT(*store().ClaimDue("me", At(6000), At(7000), 10), IsEmpty());
 
   // The lease is checked all the same.
   w.owner = "node-z";
@@ -796,7 +796,7 @@ TEST_P(StateStoreContractTest, WriteFromAnotherOwnerIsRefusedAndWritesNothing) {
 
 // --- Leases ----------------------------------------------------------------------------------
 
-TEST_P(StateStoreContractTest, ClaimExpiredTakesOnlyExpiredUnfinishedOldestFirst) {
+TEST_P(StateStoreContractTest, ClaimDueTakesOnlyExpiredUnfinishedOldestFirst) {
   CreateLeased("expired-late", "dead", 90, false);
   CreateLeased("expired-early", "dead", 10, false);
   CreateLeased("expired-exact", "dead", 100, false);  // lease_until == now: expired
@@ -804,16 +804,16 @@ TEST_P(StateStoreContractTest, ClaimExpiredTakesOnlyExpiredUnfinishedOldestFirst
   CreateLeased("live", "alive", 101, false);
   CreateLeased("finished", "dead", 5, true);
 
-  Result<std::vector<InstanceId>> first = store().ClaimExpired("me", At(100), At(200), 2);
+  Result<std::vector<InstanceId>> first = store().ClaimDue("me", At(100), At(200), 2);
   ASSERT_THAT(first, IsOk());
   EXPECT_THAT(Strs(*first), ElementsAre("expired-early", "expired-mid"));
-  Result<std::vector<InstanceId>> rest = store().ClaimExpired("me", At(100), At(200), 10);
+  Result<std::vector<InstanceId>> rest = store().ClaimDue("me", At(100), At(200), 10);
   ASSERT_THAT(rest, IsOk());
   EXPECT_THAT(Strs(*rest), ElementsAre("expired-late", "expired-exact"));
-  Result<std::vector<InstanceId>> none = store().ClaimExpired("me", At(100), At(200), 10);
+  Result<std::vector<InstanceId>> none = store().ClaimDue("me", At(100), At(200), 10);
   ASSERT_THAT(none, IsOk());
   EXPECT_THAT(*none, IsEmpty());
-  EXPECT_THAT(*store().ClaimExpired("me", At(100), At(200), 0), IsEmpty());
+  EXPECT_THAT(*store().ClaimDue("me", At(100), At(200), 0), IsEmpty());
 
   for (const char* id : {"expired-early", "expired-mid", "expired-late", "expired-exact"}) {
     InstanceRecord r = Load(id);
@@ -841,7 +841,7 @@ TEST_P(StateStoreContractTest, ConcurrentClaimersGetDisjointSets) {
       StateStore& s = t == 0 ? store() : other;
       const std::string owner = "claimer-" + std::to_string(t);
       while (true) {
-        Result<std::vector<InstanceId>> got = s.ClaimExpired(owner, At(1000), At(5000), 7);
+        Result<std::vector<InstanceId>> got = s.ClaimDue(owner, At(1000), At(5000), 7);
         if (!got.ok()) {
           ++errors;
           break;

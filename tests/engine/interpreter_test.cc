@@ -95,17 +95,31 @@ class InterpreterTest : public ::testing::Test {
     return r;
   }
 
+  // The result of the attempt in flight of the active execution.
+  Step TaskDone(InstanceRecord& r, const StateMachine& m, TaskOutcome outcome, TimePoint now) {
+    const int e = r.cursor.active_execution;
+    const int attempt = e >= 0 ? r.executions.at(static_cast<std::size_t>(e)).attempts : 0;
+    return interp_.OnEvent(r, m, TaskResult{e, attempt, std::move(outcome)}, now);
+  }
+  // The backoff of the active execution is over.
+  Step RetryDue(InstanceRecord& r, const StateMachine& m) {
+    const int e = r.cursor.active_execution;
+    return interp_.OnEvent(r, m, TimerDue{e, r.executions.at(static_cast<std::size_t>(e)).attempts},
+                           now_);
+  }
+
   // Plays the executor's part: invokes mocks and waits out backoffs in virtual time until the
   // run or operation is over.
   void Drive(InstanceRecord& r, const StateMachine& m, Step step) {
     for (int guard = 0; step.decision.kind != Decision::Kind::kFinished; ++guard) {
       ASSERT_LT(guard, 10000) << "the run does not end";
       ASSERT_FALSE(r.finished());
-      if (step.decision.kind == Decision::Kind::kWait) {
+      if (step.decision.kind == Decision::Kind::kSleep) {
         ASSERT_GE(step.decision.wake_at, now_);
         waits_.push_back(step.decision.wake_at - now_);
         now_ = step.decision.wake_at;
-        step = interp_.OnRetryDue(r, m, now_);
+        step = interp_.OnEvent(r, m, TimerDue{step.decision.execution, step.decision.attempt},
+                               now_);
         continue;
       }
       ASSERT_EQ(step.decision.execution, r.cursor.active_execution);
@@ -117,7 +131,7 @@ class InterpreterTest : public ::testing::Test {
       if (it == mocks_.end()) ADD_FAILURE() << "no mock for " << task;
       TaskOutcome outcome = it == mocks_.end() ? Throw("Error", "no mock") : it->second(e.input);
       now_ += milliseconds(10);
-      step = interp_.OnTaskDone(r, m, std::move(outcome), now_);
+      step = TaskDone(r, m, std::move(outcome), now_);
     }
     EXPECT_TRUE(r.finished());
     EXPECT_EQ(r.cursor.active_execution, -1);
@@ -193,7 +207,7 @@ TEST_F(InterpreterTest, AllStepsSucceedMachineSucceeds) {
   EXPECT_EQ(r.executions[0].input, Json::array({21}));
   EXPECT_EQ(r.status, RunStatus::kRunning);
 
-  step = interp_.OnTaskDone(r, *m, Ok(21), now_);
+  step = TaskDone(r, *m, Ok(21), now_);
   ASSERT_EQ(step.decision.kind, Decision::Kind::kInvoke);
   EXPECT_EQ(step.decision.execution, 1);
   EXPECT_THAT(step.changed_executions, UnorderedElementsAre(0, 1));
@@ -784,8 +798,8 @@ TEST_F(InterpreterTest, FailureWithRetryLeftWaitsInTheSameExecution) {
   ASSERT_EQ(step.decision.kind, Decision::Kind::kInvoke);
   const std::string key = r.executions[0].idempotency_key;
 
-  step = interp_.OnTaskDone(r, *m, Throw("DemoException", "first"), now_);
-  ASSERT_EQ(step.decision.kind, Decision::Kind::kWait);
+  step = TaskDone(r, *m, Throw("DemoException", "first"), now_);
+  ASSERT_EQ(step.decision.kind, Decision::Kind::kSleep);
   EXPECT_EQ(step.decision.execution, 0);
   EXPECT_EQ(step.decision.wake_at, now_ + Secs(1.5));
   EXPECT_THAT(step.changed_executions, Contains(0));  // the attempt count is persisted
@@ -799,15 +813,15 @@ TEST_F(InterpreterTest, FailureWithRetryLeftWaitsInTheSameExecution) {
   EXPECT_FALSE(r.finished());
 
   now_ += Secs(1.5);
-  step = interp_.OnRetryDue(r, *m, now_);
+  step = RetryDue(r, *m);
   ASSERT_EQ(step.decision.kind, Decision::Kind::kInvoke);
   EXPECT_EQ(step.decision.execution, 0);
   EXPECT_EQ(r.executions[0].attempts, 2);
   EXPECT_EQ(r.executions[0].retry_at, std::nullopt);
   EXPECT_EQ(r.executions[0].idempotency_key, key);
 
-  step = interp_.OnTaskDone(r, *m, Throw("DemoException", "second"), now_);
-  ASSERT_EQ(step.decision.kind, Decision::Kind::kWait);
+  step = TaskDone(r, *m, Throw("DemoException", "second"), now_);
+  ASSERT_EQ(step.decision.kind, Decision::Kind::kSleep);
   EXPECT_EQ(step.decision.wake_at, now_ + Secs(2.25));
 }
 

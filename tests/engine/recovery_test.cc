@@ -450,7 +450,7 @@ TEST_F(RecoveryTest, ThreadedEnginesRenewTheirLeases) {
   ASSERT_THAT(stored, IsOk());
   EXPECT_FALSE(stored->finished());
   EXPECT_GT(stored->lease_until, real.Now());
-  EXPECT_THAT(first_.ClaimExpired("thief", real.Now(), real.Now() + seconds(1), 10),
+  EXPECT_THAT(first_.ClaimDue("thief", real.Now(), real.Now() + seconds(1), 10),
               ::testing::Property(&Result<std::vector<InstanceId>>::value, IsEmpty()));
   engine.Stop();
 }

@@ -155,6 +155,7 @@ Status MemoryStateStore::Apply(const engine::InstanceWrite& write, Entry& entry)
     dst.error_code = src.error_code;
     dst.error_message = src.error_message;
     dst.ended_at = src.ended_at;
+    if (write.release_owner) dst.owner.clear();
   }
   dst.compensation_status = src.compensation_status;
   dst.updated_at = src.updated_at;
@@ -190,6 +191,7 @@ Status MemoryStateStore::Apply(const engine::InstanceWrite& write, Entry& entry)
     to.superseded = from.superseded;
     to.retry_counts = from.retry_counts;
     to.retry_at = from.retry_at;
+    to.deadline_at = from.deadline_at;
     to.output = from.output;
     to.error = from.error;
     to.ended_at = from.ended_at;
@@ -226,7 +228,7 @@ Result<std::vector<engine::InstanceSummary>> MemoryStateStore::ListInstances(
   return out;
 }
 
-Result<std::vector<InstanceId>> MemoryStateStore::ClaimExpired(const std::string& owner,
+Result<std::vector<InstanceId>> MemoryStateStore::ClaimDue(const std::string& owner,
                                                                 TimePoint now,
                                                                 TimePoint lease_until,
                                                                 std::size_t limit) {
@@ -262,7 +264,7 @@ Result<InstanceRecord> MemoryStateStore::ClaimInstance(const InstanceId& id,
   auto it = shard.instances.find(id);
   if (it == shard.instances.end()) return NotFound("no instance " + id.str());
   InstanceRecord& r = it->second.record;
-  if (r.owner != owner && r.lease_until > now) {
+  if (r.owner != owner && !r.owner.empty() && r.lease_until > now) {
     return FailedPrecondition("instance " + id.str() + " is leased by '" + r.owner +
                               "' until " + FormatTime(r.lease_until));
   }
@@ -298,7 +300,12 @@ Result<engine::UnfinishedSummary> MemoryStateStore::Unfinished(const std::string
       const InstanceRecord& r = entry.record;
       if (r.finished()) continue;
       ++out.unfinished;
-      if (r.owner != owner && r.lease_until > now) {
+      if (r.owner.empty() && r.lease_until > now) {
+        ++out.parked;
+        if (r.lease_until != TimePoint::max() && (!out.next_wake || r.lease_until < *out.next_wake)) {
+          out.next_wake = r.lease_until;
+        }
+      } else if (r.owner != owner && r.lease_until > now) {
         ++out.leased_elsewhere;
         if (!out.next_expiry || r.lease_until < *out.next_expiry) out.next_expiry = r.lease_until;
       }

@@ -71,6 +71,7 @@ const std::vector<Column> kHeaderColumns = {
     {"lease_until", kInt8},
     {"ended_at", kInt8},
     {"unfinished", kInt4},
+    {"new_owner", kText},
     {"context", kText},
 };
 
@@ -110,6 +111,7 @@ const std::vector<Column> kExecutionColumns = {
     {"error", kText},
     {"started_at", kInt8},
     {"ended_at", kInt8},
+    {"deadline_at", kInt8},
 };
 
 // An execution stored already: its key, then the progress columns a later write changes
@@ -126,6 +128,7 @@ const std::vector<Column> kProgressColumns = {
     {"output", kText},
     {"error", kText},
     {"ended_at", kInt8},
+    {"deadline_at", kInt8},
 };
 
 std::string Names(const std::vector<Column>& columns, const char* prefix = "");
@@ -138,6 +141,8 @@ std::string UpdateInstances(const std::vector<Column>& columns) {
     if (!assignments.empty()) assignments += ", ";
     if (name == "context") {
       assignments += "context = COALESCE(v.context, instances.context)";
+    } else if (name == "new_owner") {
+      assignments += "owner = v.new_owner";
     } else {
       assignments += name + " = v." + name;
     }

@@ -373,7 +373,7 @@ Status GroupCommitter::ApplyInOneTransaction(std::vector<WriteRequest*>& batch,
   for (const WriteRequest* r : batch) {
     items.push_back(
         WriteItem{r->record, r->create, &r->executions, r->context_changed, r->header,
-                  r->stored_executions, r->encoded});
+                  r->stored_executions, r->release_owner, r->encoded});
   }
   const char* step = "beginning the transaction";
   bool in_statements = false;

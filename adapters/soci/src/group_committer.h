@@ -29,6 +29,7 @@ struct WriteRequest {
   bool context_changed = false;
   bool header = true;
   int stored_executions = -1;  // InstanceWrite::stored_executions
+  bool release_owner = false;  // InstanceWrite::release_owner
   std::shared_ptr<const EncodedItem> encoded;  // encoded by the submitting thread, if at all
   engine::StateStore::WriteDone write_done;    // for a write
   engine::StateStore::CreateDone create_done;  // for a create

@@ -23,7 +23,7 @@ constexpr const char* kInstanceColumns =
 constexpr const char* kExecutionColumns =
     "seq, state, state_index, kind, compensates, retried_for, epoch, attempts, status, "
     "compensation_status, superseded, for_update, retry_counts, retry_at, idempotency_key, "
-    "input, output, error, started_at, ended_at";
+    "input, output, error, started_at, ended_at, deadline_at";
 
 void IntoInstance(soci::statement& st, InstanceColumns& c) {
   st.exchange(soci::into(c.id));
@@ -68,6 +68,7 @@ void IntoExecution(soci::statement& st, ExecutionColumns& c) {
   st.exchange(soci::into(c.error, c.error_ind));
   st.exchange(soci::into(c.started_at));
   st.exchange(soci::into(c.ended_at, c.ended_at_ind));
+  st.exchange(soci::into(c.deadline_at, c.deadline_at_ind));
 }
 
 // Prepares `st` (its into/use elements exchanged already) for repeated execution.
@@ -84,7 +85,7 @@ constexpr const char* kProgressAssignments = "compensation_status = ?, updated_a
 // ... and what a write with `header` stores besides, bound by PutHeaderColumns.
 constexpr const char* kHeaderAssignments =
     "status = ?, error = ?, error_code = ?, error_message = ?, lease_until = ?, ended_at = ?, "
-    "unfinished = ?";
+    "unfinished = ?, owner = ?";
 
 }  // namespace
 
@@ -272,8 +273,8 @@ InstanceWriter::InstanceWriter(Connection& conn) : conn_(conn) {
   update_execution_ = std::make_unique<Statement>(
       db,
       "UPDATE state_executions SET attempts = ?, status = ?, compensation_status = ?, "
-      "superseded = ?, retry_counts = ?, retry_at = ?, output = ?, error = ?, ended_at = ? "
-      "WHERE instance_id = ? AND seq = ?");
+      "superseded = ?, retry_counts = ?, retry_at = ?, output = ?, error = ?, ended_at = ?, "
+      "deadline_at = ? WHERE instance_id = ? AND seq = ?");
 }
 
 InstanceWriter::~InstanceWriter() = default;
@@ -315,7 +316,8 @@ void InstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<Item
                             : ItemOutcome{created.status(), {}};
     } else {
       out[i] = ItemOutcome{Write(*item.record, *item.executions, item.context_changed,
-                                 item.header, item.encoded.get(), item.stored_executions),
+                                 item.header, item.encoded.get(), item.stored_executions,
+                                 item.release_owner),
                            {}};
     }
   }
@@ -362,6 +364,7 @@ std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item) {
   }
   if (!CheckWrite(r, *item.executions).ok()) return nullptr;
   out->instance.SetHeader(r);
+  if (item.release_owner) out->instance.new_owner.clear();
   if (item.context_changed) out->instance.SetContext(r);
   out->executions.reserve(item.executions->size());
   for (int seq : *item.executions) {
@@ -437,11 +440,12 @@ Result<InstanceId> ResolveCreateConflict(Connection& conn, const InstanceRecord&
 
 Status InstanceWriter::Write(const InstanceRecord& r, const engine::ExecutionIds& executions,
                              bool context_changed, bool header, const EncodedItem* encoded,
-                             int stored_executions) {
+                             int stored_executions, bool release_owner) {
   SAGAFLOW_RETURN_IF_ERROR(CheckWrite(r, executions));
   std::shared_ptr<const EncodedItem> own;
   if (encoded == nullptr) {
-    own = EncodeItem(WriteItem{&r, false, &executions, context_changed, header, stored_executions});
+    own = EncodeItem(
+        WriteItem{&r, false, &executions, context_changed, header, stored_executions, release_owner});
     encoded = own.get();
   }
   if (UpdateInstance(encoded->instance, header, context_changed) == 0) {

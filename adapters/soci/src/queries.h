@@ -45,6 +45,7 @@ struct WriteItem {
   bool context_changed = false;
   bool header = true;  // InstanceWrite::header
   int stored_executions = -1;  // InstanceWrite::stored_executions
+  bool release_owner = false;  // InstanceWrite::release_owner
   // The item's columns when they were encoded ahead (EncodeItem); null: encoded when applied.
   std::shared_ptr<const EncodedItem> encoded;
 };
@@ -91,14 +92,14 @@ class InstanceWriter {
   Result<InstanceId> Create(const engine::InstanceRecord& r, const EncodedItem* encoded = nullptr);
 
   // The cursor, updated_at and compensation status; with `header` also status, error, error
-  // code and message, ended_at and lease_until; the listed executions (identity
+  // code and message, ended_at and lease_until (and the owner: "" with `release_owner`); the listed executions (identity
   // and input by their first write, progress always); the context when `context_changed`.
   // Refused with kNotFound or lease lost (kFailedPrecondition) when the stored owner is not
   // r.owner. Executions with a seq below `stored_executions` are stored already: only their
   // progress is updated (an execution found missing after all is inserted whole).
   Status Write(const engine::InstanceRecord& r, const engine::ExecutionIds& executions,
                bool context_changed, bool header, const EncodedItem* encoded = nullptr,
-               int stored_executions = -1);
+               int stored_executions = -1, bool release_owner = false);
 
  private:
   // A statement prepared on the connection's sqlite3 handle. Values are bound in order, in

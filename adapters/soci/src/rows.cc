@@ -140,6 +140,7 @@ void InstanceColumns::SetHeader(const InstanceRecord& r) {
   SetOptionalTime(r.ended_at, ended_at, ended_at_ind);
   cursor = engine::CursorToText(r.cursor);
   unfinished = r.finished() ? 0 : 1;
+  new_owner = r.owner;
 }
 
 Status InstanceColumns::ToRecord(InstanceRecord& r) const {
@@ -190,6 +191,7 @@ void ExecutionColumns::Set(const StateExecution& e) {
   for_update = e.for_update ? 1 : 0;
   retry_counts = RetryCountsText(e.retry_counts);
   SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
+  SetOptionalTime(e.deadline_at, deadline_at, deadline_at_ind);
   idempotency_key = e.idempotency_key;
   input = DumpJson(e.input);
   output = OutputText(e.output);
@@ -207,6 +209,7 @@ void ExecutionColumns::SetProgress(const StateExecution& e) {
   superseded = e.superseded ? 1 : 0;
   retry_counts = RetryCountsText(e.retry_counts);
   SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
+  SetOptionalTime(e.deadline_at, deadline_at, deadline_at_ind);
   output = OutputText(e.output);
   SetOptionalFailure(e.error, error, error_ind);
   SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
@@ -241,6 +244,7 @@ Status ExecutionColumns::ToExecution(const InstanceId& instance, StateExecution&
     }
   }
   e.retry_at = Decoder::OptionalTime(retry_at, retry_at_ind);
+  e.deadline_at = Decoder::OptionalTime(deadline_at, deadline_at_ind);
   e.idempotency_key = idempotency_key;
   e.input = d.ParseJson("input", input);
   e.output = d.ParseJson("output", output);

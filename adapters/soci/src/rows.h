@@ -48,6 +48,8 @@ struct InstanceColumns {
   soci::indicator ended_at_ind = soci::i_null;
   std::string cursor;
   int unfinished = 0;
+  // Not a column: the owner a write with `header` leaves (owner, or "" when it parks).
+  std::string new_owner;
 
   // The header fields (everything but the executions); the input and context only when asked,
   // since encoding them is the costly part of a write.
@@ -78,6 +80,8 @@ struct ExecutionColumns {
   std::string retry_counts;
   long long retry_at = 0;
   soci::indicator retry_at_ind = soci::i_null;
+  long long deadline_at = 0;
+  soci::indicator deadline_at_ind = soci::i_null;
   std::string idempotency_key;
   std::string input;
   std::string output;
@@ -145,6 +149,7 @@ void PutExecutionColumns(const std::string& instance_id, const ExecutionColumns&
   sink.Text(c.error, c.error_ind);
   sink.Int(c.started_at);
   sink.Int(c.ended_at, c.ended_at_ind);
+  sink.Int(c.deadline_at, c.deadline_at_ind);
 }
 
 // What every write of an instance assigns (a step's), in this order ...
@@ -164,6 +169,7 @@ void PutHeaderColumns(const InstanceColumns& c, Sink& sink) {
   sink.Int(c.lease_until);
   sink.Int(c.ended_at, c.ended_at_ind);
   sink.Int(c.unfinished);
+  sink.Text(c.new_owner);
 }
 // What a later write of a stored execution assigns (its progress), in this order.
 template <typename Sink>
@@ -177,6 +183,7 @@ void PutProgressColumns(const ExecutionColumns& c, Sink& sink) {
   sink.Text(c.output);
   sink.Text(c.error, c.error_ind);
   sink.Int(c.ended_at, c.ended_at_ind);
+  sink.Int(c.deadline_at, c.deadline_at_ind);
 }
 // Both writers' upsert of executions: identity and input by the first write, progress always.
 inline constexpr const char* kUpsertExecutionProgress =
@@ -185,7 +192,7 @@ inline constexpr const char* kUpsertExecutionProgress =
     "compensation_status = excluded.compensation_status, "
     "superseded = excluded.superseded, retry_counts = excluded.retry_counts, "
     "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
-    "ended_at = excluded.ended_at";
+    "ended_at = excluded.ended_at, deadline_at = excluded.deadline_at";
 
 // The columns of one create or write, encoded from the record ahead of the batch: on the
 // submitting thread, so that the committer thread (which every write of the process goes

@@ -47,7 +47,7 @@ const std::vector<Migration> kMigrations = {
          // One instance per (flow, business key); "" means none.
          "CREATE UNIQUE INDEX instances_business_key ON instances (flow_name, business_key) "
          "WHERE business_key <> ''",
-         // ClaimExpired, RenewLeases, Unfinished.
+         // ClaimDue, RenewLeases, Unfinished.
          "CREATE INDEX instances_claim ON instances (unfinished, lease_until)",
          "CREATE INDEX instances_owner ON instances (owner, unfinished)",
          // ListInstances: newest first, optionally by flow or status.
@@ -140,6 +140,13 @@ const std::vector<Migration> kMigrations = {
          "FROM state_executions",
          "DROP TABLE state_executions",
          "ALTER TABLE state_executions_v3 RENAME TO state_executions",
+     }},
+    {4,
+     "the deadline of an attempt in flight (TimeoutSeconds)",
+     {
+         // Parked instances (owner '') keep their wake time in lease_until, so the claim index
+         // serves timers and expired leases alike; an attempt's deadline is its own column.
+         "ALTER TABLE state_executions ADD COLUMN deadline_at BIGINT",
      }},
 };
 

@@ -65,7 +65,7 @@ struct SociStateStore::Impl {
   void Encode(sql::WriteRequest& request) const {
     request.encoded = sql::EncodeItem(sql::WriteItem{
         request.record, request.create, &request.executions, request.context_changed,
-        request.header, request.stored_executions});
+        request.header, request.stored_executions, request.release_owner});
   }
 
   // Queues `write` for the committer; `done` gets its outcome.
@@ -76,6 +76,7 @@ struct SociStateStore::Impl {
     request.context_changed = write.context_changed;
     request.header = write.header;
     request.stored_executions = write.stored_executions;
+    request.release_owner = write.release_owner;
     request.write_done = std::move(done);
     Encode(request);
     Submit(std::move(request), inline_if_committer);
@@ -317,7 +318,7 @@ Result<std::vector<InstanceSummary>> SociStateStore::ListInstances(
       });
 }
 
-Result<std::vector<InstanceId>> SociStateStore::ClaimExpired(const std::string& owner,
+Result<std::vector<InstanceId>> SociStateStore::ClaimDue(const std::string& owner,
                                                              TimePoint now, TimePoint lease_until,
                                                              std::size_t limit) {
   if (limit == 0) return std::vector<InstanceId>{};
@@ -391,7 +392,7 @@ Result<InstanceRecord> SociStateStore::ClaimInstance(const InstanceId& id, const
         soci::statement claim =
             (conn.session().prepare
                  << "UPDATE instances SET owner = :owner, lease_until = :lease_until "
-                    "WHERE id = :id AND (owner = :same_owner OR lease_until <= :now)",
+                    "WHERE id = :id AND (owner = :same_owner OR owner = '' OR lease_until <= :now)",
              soci::use(owner), soci::use(until_ns), soci::use(key), soci::use(owner),
              soci::use(now_ns));
         claim.execute(true);
@@ -456,11 +457,25 @@ Result<engine::UnfinishedSummary> SociStateStore::Unfinished(const std::string& 
         conn.session() << "SELECT COUNT(*) FROM instances WHERE unfinished = 1",
             soci::into(unfinished);
         conn.session() << "SELECT COUNT(*), MIN(lease_until) FROM instances "
-                          "WHERE unfinished = 1 AND owner <> :owner AND lease_until > :now",
+                          "WHERE unfinished = 1 AND owner <> :owner AND owner <> '' "
+                          "AND lease_until > :now",
             soci::use(owner), soci::use(now_ns), soci::into(elsewhere),
             soci::into(next_expiry, next_expiry_ind);
+        // Parked: no owner, not due yet. An instance that only an event wakes has the largest
+        // time as its wake time; it has no next wake.
+        const long long never = sql::ToNanos(TimePoint::max());
+        long long parked = 0;
+        long long next_wake = 0;
+        soci::indicator next_wake_ind = soci::i_null;
+        conn.session() << "SELECT COUNT(*), MIN(CASE WHEN lease_until < :never THEN lease_until "
+                          "END) FROM instances WHERE unfinished = 1 AND owner = '' "
+                          "AND lease_until > :now",
+            soci::use(never), soci::use(now_ns), soci::into(parked),
+            soci::into(next_wake, next_wake_ind);
         conn.Commit();
         engine::UnfinishedSummary out;
+        out.parked = static_cast<std::size_t>(parked);
+        if (parked > 0 && next_wake_ind == soci::i_ok) out.next_wake = sql::FromNanos(next_wake);
         out.unfinished = static_cast<std::size_t>(unfinished);
         out.leased_elsewhere = static_cast<std::size_t>(elsewhere);
         if (elsewhere > 0 && next_expiry_ind == soci::i_ok) {

@@ -1,17 +1,10 @@
 #pragma once
 
-#include <array>
-#include <atomic>
-#include <condition_variable>
-#include <deque>
+#include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <queue>
-#include <stop_token>
 #include <string>
-#include <thread>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "sagaflow/common/clock.h"
@@ -21,6 +14,7 @@
 #include "sagaflow/engine/interpreter.h"
 #include "sagaflow/engine/records.h"
 #include "sagaflow/engine/state_store.h"
+#include "sagaflow/engine/task_dispatcher.h"
 #include "sagaflow/statelang/state_machine.h"
 #include "sagaflow/tasks/task_registry.h"
 
@@ -35,7 +29,8 @@ struct ExecutorOptions {
   // With workers == 0: when nothing is ready, jump this clock to the next timer instead of
   // waiting (the virtual time of `simulate`). Must be the executor's clock.
   ManualClock* virtual_clock = nullptr;
-  // Backoff when the store refuses a write: doubles from the first value up to the second.
+  // Backoff when the store refuses a write (or the dispatcher a delivery): doubles from the
+  // first value up to the second.
   Duration store_retry_initial = std::chrono::milliseconds(50);
   Duration store_retry_max = std::chrono::seconds(5);
   // Called on an executor thread after an instance's run or operation has finished and been
@@ -44,12 +39,36 @@ struct ExecutorOptions {
   // This process's name in the leases of the instances it runs; "" picks a unique one.
   std::string owner;
   // How long a lease lasts unless renewed. With threads, the executor renews its leases every
-  // third of it; the first write of a run or operation renews that instance's, the last gives
-  // it back.
+  // sixth of it; the first write of a run or operation renews that instance's, the last gives
+  // it back. Only instances this executor steps are leased: a parked one has no owner.
   Duration lease_ttl = std::chrono::seconds(5);
-  // With threads: claim and resume instances whose lease expired (their engine process
-  // stopped) this often. Zero: only when RecoverExpired() is called.
+  // With threads: claim and resume the instances that are due this often: parked instances
+  // whose timer came (a Wait, a retry's backoff, a deadline) and instances whose engine
+  // process stopped (their lease expired). Zero: only the timers of the instances this
+  // executor parked itself fire (from memory), and the rest only when RecoverExpired() is
+  // called. A long-running engine sets it (about a second).
   Duration recover_every = Duration::zero();
+  // With recover_every set, a timer of an instance this executor parks fires from memory when
+  // it is due within this horizon, else from the store by the next claim after it is due (so
+  // that a million instances sleeping for days hold no memory here).
+  Duration local_timer_horizon = std::chrono::seconds(60);
+  // Where async steps (IsAsync) go. Without one, a flow with async steps is refused by AddFlow.
+  // Must outlive the executor; the executor starts it (Start) and stops it (Stop).
+  TaskDispatcher* dispatcher = nullptr;
+  // Threads for tasks with TimeoutSeconds, apart from `workers`, so that a task that hangs
+  // holds one of these and never a worker, and its deadline holds while it runs. With
+  // workers == 0 such tasks run on the calling thread (a late result still counts as a
+  // TimeoutError).
+  int task_threads = 4;
+};
+
+// What the executor has seen; for tests, benchmarks and metrics.
+struct ExecutorStats {
+  std::uint64_t events_ignored = 0;  // events that no longer applied (stale, duplicate, early)
+  std::uint64_t late_results = 0;    // results that came after their attempt's deadline or end
+  std::uint64_t dispatched = 0;      // deliveries handed to the dispatcher
+  std::uint64_t parked = 0;          // times an instance parked (gave its lease up to sleep)
+  std::uint64_t woken = 0;           // parked instances claimed again for a timer or an event
 };
 
 // What one pass of recovery did.
@@ -67,9 +86,16 @@ struct StartOptions {
 enum class Operation { kForward, kCompensate, kSkip };
 std::string_view OperationName(Operation op);
 
-// Runs instances: drives the Interpreter, invokes tasks, keeps retry timers in one timer queue
+// Runs instances: drives the Interpreter on the events of each instance (task results, timers,
+// operator operations), invokes tasks or hands async ones to the TaskDispatcher, keeps every
+// timer in one queue (and in the store, so that any process fires a parked instance's timer),
 // and makes every step durable in the StateStore before acting on it ("started" before a task
 // is invoked, "finished" before the next step acts).
+//
+// Built from parts with one job each (engine/src): FlowCatalog (the flows it runs), Scheduler
+// (worker threads and queues), TimerService (wake-up times), InstanceDriver (steps one
+// instance: interpreter, store, tasks), LeaseKeeper (renews leases, claims what is due) and
+// Recovery (resumes what was claimed).
 //
 // Thread-safe. Start() before use (except in manual mode), Stop() before destruction (the
 // destructor calls it). Instances in flight when Stop() is called stay RU in the store.
@@ -85,7 +111,8 @@ class Executor {
   void Stop() noexcept;
 
   // Stores the definition and makes the flow startable. Errors: kInvalidArgument when a task
-  // it calls is not registered (and require_registered_tasks), or the store's error.
+  // it calls is not registered (and require_registered_tasks), or it has async steps and there
+  // is no dispatcher; or the store's error.
   Status AddFlow(const std::shared_ptr<const statelang::StateMachine>& machine);
 
   // Starts an instance and returns its id without waiting. `input` must be a JSON object (or
@@ -108,7 +135,9 @@ class Executor {
                           SharedJson input, const StartOptions& options, StartDone started);
 
   // Waits until the instance's current run or operation finishes, or `timeout` passes
-  // (kDeadlineExceeded). Returns the stored record.
+  // (kDeadlineExceeded). Returns the stored record. An instance that runs in another process
+  // is returned as stored at once; one that is parked (sleeping, waiting for a result) is
+  // waited for while this executor is the one to wake it.
   Result<InstanceRecord> Await(const InstanceId& id, Duration timeout);
 
   // StartInstance, then Await.
@@ -126,148 +155,25 @@ class Executor {
   // live lease on it or it is already running here, the flow's or the store's errors.
   Status Resume(const InstanceId& id);
 
-  // Claims up to `limit` instances whose lease expired and resumes them.
+  // Claims up to `limit` instances that are due (timers of parked instances, leases that
+  // expired) and resumes them.
   Result<RecoverReport> RecoverExpired(std::size_t limit = 1000);
 
   // Manual mode only: runs ready work and due timers on this thread until nothing is left.
   Status RunUntilIdle();
 
-  // Instances currently running or waiting in this executor.
+  // Instances this executor holds: running, waiting for a task that runs here, or in
+  // between steps. Parked instances are not counted.
   std::size_t live_instances() const;
 
-  const std::string& owner() const { return options_.owner; }
+  ExecutorStats stats() const;
+
+  const std::string& owner() const;
+
+  struct Impl;
 
  private:
-  struct Flow;
-  struct Live;
-  struct Waiter;
-  enum class Event {
-    kRetryDue,  // a retry's backoff is over
-    kPending,   // store Live::pending, then act on it (an operation's first step, a retry)
-    kStored,    // Live::pending is stored (asynchronously): act on it
-  };
-  struct Work {
-    std::shared_ptr<Live> live;
-    Event event;
-  };
-  struct Timer {
-    TimePoint due;
-    std::uint64_t seq;
-    Work work;
-    bool operator>(const Timer& o) const { return due != o.due ? due > o.due : seq > o.seq; }
-  };
-
-  Result<const Flow*> FlowFor(const std::shared_ptr<const statelang::StateMachine>& machine);
-  Result<const Flow*> FlowForRecord(const InstanceRecord& record);
-  void Enqueue(Work work);
-  void AddTimer(TimePoint due, Work work);
-  void WorkerLoop(std::stop_token stop, std::size_t worker);
-  void TimerLoop(std::stop_token stop);
-  // Moves due timers to the ready queue; returns the next due time, if any.
-  std::optional<TimePoint> ReleaseDueTimers();
-  Result<std::shared_ptr<Live>> NewLive(
-      const std::shared_ptr<const statelang::StateMachine>& machine, SharedJson input,
-      const StartOptions& options);
-  // Decides a new instance's first step before it is stored: the create stores the instance
-  // with that step (the first task's "started" record), so a start costs one write, not two.
-  void DecideFirstStep(Live& live);
-  // Registers a stored new instance and queues the action of its first step.
-  void Launch(std::shared_ptr<Live> live);
-  // Reserves `id` here, reads it with `load` (which claims it, or reads what this engine
-  // claimed) and queues the first step of its resumption.
-  Status ResumeWith(const InstanceId& id, const std::function<Result<InstanceRecord>()>& load);
-  void Drive(Work work);
-  // Sets what the write of `step` carries besides the step's changes (time, lease); returns
-  // whether it must store the whole header.
-  bool PrepareWrite(Live& live, const Step& step, TimePoint now) const;
-  // Writes synchronously.
-  Status Persist(Live& live, const Step& step, TimePoint now);
-  // Writes asynchronously; the store's callback queues kStored (or a retry).
-  void Submit(std::shared_ptr<Live> live, Step step, TimePoint now);
-  void OnWritten(std::shared_ptr<Live> live, Status status);
-  // What to do after a refused write: kRetry (with live.write_backoff set), or kLost when
-  // writing again cannot help (the lease is lost).
-  enum class Stored { kRetry, kLost };
-  Stored Refused(Live& live, const Status& status);
-  TaskOutcome Invoke(Live& live, const TaskFn& fn, int execution);
-  void Finish(const std::shared_ptr<Live>& live, Status status);
-  // Gives up the lease of a claimed instance this executor will not run (so that another
-  // process can take it at once).
-  void ReleaseLease(const InstanceRecord& record);
-  void MaintenanceLoop(std::stop_token stop);
-  // Asynchronous store calls whose callback has not returned yet (Stop waits for them).
-  void BeginAsync();
-  void EndAsync();
-
-  ExecutorOptions options_;
-  const TaskRegistry& registry_;
-  StateStore& store_;
-  const Clock& clock_;
-  Interpreter interpreter_;
-  std::stop_source stop_source_;
-  const std::stop_token stop_token_;  // of stop_source_, lent to every task's context
-  const std::uint64_t generation_;    // tells this executor from one that lived at its address
-
-  // Flows live as long as the executor: instances refer to them by plain pointer.
-  mutable std::mutex flows_mu_;
-  std::unordered_map<std::string, std::unique_ptr<const Flow>> flows_;  // name + "\n" + hash
-  // The same flows by the address of the machine callers pass, for the start path.
-  std::unordered_map<const statelang::StateMachine*, const Flow*> flows_by_machine_;
-  // Machines compiled again from a known definition: kept alive while their address is a key.
-  std::vector<std::shared_ptr<const statelang::StateMachine>> machines_;
-
-  // Instances in this executor, spread over shards so that threads starting and finishing
-  // different instances rarely contend. A Live's waiters are guarded by its shard's mutex.
-  struct LiveShard {
-    mutable std::mutex mu;
-    std::unordered_map<InstanceId, std::shared_ptr<Live>> instances;
-  };
-  static constexpr std::size_t kLiveShards = 16;
-  LiveShard& ShardFor(const InstanceId& id);
-  std::array<LiveShard, kLiveShards> live_;
-
-  // Work from outside the workers (starts from other threads, timers) goes to the shared queue;
-  // work a worker creates (the next instance an on_finished hook starts) stays on that worker's
-  // own queue, so that an instance is allocated, driven and freed on one thread. An idle worker
-  // takes from the shared queue, then from the others' queues.
-  //
-  // Each queue keeps its size in its own cache line, so that workers busy with their own
-  // queues share no counter.
-  struct alignas(64) WorkerQueue {
-    std::mutex mu;
-    std::deque<Work> work;
-    std::atomic<std::size_t> size{0};  // work.size(), readable without the mutex
-  };
-  bool TakeWork(std::size_t worker, Work& out);
-  bool AnyQueued() const;
-  std::mutex ready_mu_;
-  std::condition_variable ready_cv_;
-  std::deque<Work> ready_;
-  std::atomic<std::size_t> ready_size_{0};  // ready_.size(), readable without the mutex
-  std::vector<std::unique_ptr<WorkerQueue>> worker_queues_;
-  alignas(64) std::atomic<int> idle_workers_{0};
-
-  std::mutex timer_mu_;
-  std::condition_variable timer_cv_;
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
-  std::uint64_t timer_seq_ = 0;
-
-  // Refused writes, for a rate-limited warning.
-  std::atomic<std::uint64_t> refused_writes_{0};
-  std::atomic<std::uint64_t> logged_refusals_{0};
-  std::atomic<std::int64_t> last_refusal_log_ms_{-1000000};
-
-  const bool async_store_;
-  std::mutex async_mu_;
-  std::condition_variable async_cv_;
-  std::atomic<std::size_t> async_calls_{0};  // Stop() waits for 0 under async_mu_
-
-  std::mutex maintenance_mu_;
-  std::condition_variable maintenance_cv_;
-
-  std::vector<std::jthread> threads_;
-  bool started_ = false;
-  bool stopped_ = false;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace sagaflow::engine

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <optional>
+#include <string>
+#include <variant>
 #include <vector>
 
 #include "sagaflow/common/clock.h"
@@ -15,19 +18,38 @@ namespace sagaflow::engine {
 // What the interpreter wants done next with an instance.
 struct Decision {
   enum class Kind {
-    kInvoke,    // invoke the task of `execution` (its input and attempt are in the record)
-    kWait,      // wake the instance at `wake_at` and call OnRetryDue
-    kFinished,  // the run (or operation) is over; the record holds the outcome
+    // Invoke the task of `execution` (attempt `attempt`) in this engine; its result comes back
+    // as a TaskResult event. With `deadline`, a TimerDue event for (execution, attempt) at that
+    // time fails the attempt with a TimeoutError if the result has not come first.
+    kInvoke,
+    // Hand the task of `execution` (attempt `attempt`) to the TaskDispatcher and park: nothing
+    // runs for the instance until its TaskResult (or the TimerDue of its `deadline`) arrives.
+    kDispatch,
+    // Create the child instance of `execution` and park until its ChildFinished event.
+    kStartChild,
+    // Park until `wake_at` (a Wait state, a retry's backoff); then deliver TimerDue for
+    // (execution, attempt), or Resume the instance as stored.
+    kSleep,
+    // Nothing to do until an event arrives: executions are in flight (an ignored event leaves
+    // the instance where it was).
+    kPark,
+    // The run (or operation) is over; the record holds the outcome.
+    kFinished,
   };
   Kind kind = Kind::kFinished;
-  int execution = -1;
-  TimePoint wake_at{};
+  int execution = -1;  // kInvoke, kDispatch, kStartChild; for kSleep the retrying one or -1
+  int attempt = 0;     // the attempt the event answering this decision must name
+  TimePoint wake_at{};                 // kSleep
+  std::optional<TimePoint> deadline;  // kInvoke, kDispatch: the attempt's TimeoutSeconds
 };
 
 // A decision and what the step changed in the record: the executor makes those changes
 // durable before it acts on the decision. Every Step is a persistence point.
 struct Step {
   Decision decision;
+  // Further invocations or dispatches decided in the same step (several executions in flight);
+  // acted on after `decision`, in order. Empty in the common case, so it costs no allocation.
+  std::vector<Decision> more;
   ExecutionIds changed_executions;
   // The context must be written: a task's Output or an operation changed it, or the run or
   // operation ended.
@@ -35,6 +57,9 @@ struct Step {
   // When set (with context_changed), the context differs from the one written last in these
   // keys only (one task's Output); null when any part of it may differ.
   const ContextKeys* context_keys = nullptr;
+  // Not empty when the event no longer applied (a stale or duplicate result, a timer that is not
+  // due or whose attempt is over): says why. Such a step changed nothing.
+  std::string ignored;
 };
 
 // How a task invocation ended.
@@ -43,6 +68,30 @@ struct TaskOutcome {
   Json result;          // when ok
   TaskFailure failure;  // when !ok
 };
+
+// Events: what happened to an instance, each naming what it answers.
+
+// The task of (execution, attempt) returned or failed.
+struct TaskResult {
+  int execution = -1;
+  int attempt = 0;
+  TaskOutcome outcome;
+};
+// A timer of the instance is due: the backoff of (execution, attempt) is over, the deadline of
+// (execution, attempt) has passed, or, with execution -1, the Wait state it sleeps in is over.
+struct TimerDue {
+  int execution = -1;
+  int attempt = 0;
+};
+// The child instance started for `execution` has finished.
+struct ChildFinished {
+  int execution = -1;
+  InstanceId child;
+  RunStatus status = RunStatus::kUnknown;
+  std::optional<RunStatus> compensation_status;
+  SharedJson context;
+};
+using Event = std::variant<TaskResult, TimerDue, ChildFinished>;
 
 // The statelang semantics as a pure step function: (definition, instance, event) -> decision.
 // No I/O, no clock, no threads: everything the interpreter knows comes in through its
@@ -56,13 +105,18 @@ class Interpreter {
   // Begins a run. `record` has its id, input and context set; its cursor is fresh.
   Step Start(InstanceRecord& record, const statelang::StateMachine& machine, TimePoint now) const;
 
-  // The task of record.cursor.active_execution returned or failed.
-  Step OnTaskDone(InstanceRecord& record, const statelang::StateMachine& machine,
-                  TaskOutcome outcome, TimePoint now) const;
+  // Applies an event. One that no longer applies (the execution ended or moved to another
+  // attempt, the timer is not due yet, a second delivery of the same result) changes nothing:
+  // the step says why in `ignored`, and its decision is kPark, or kSleep until the instance's
+  // next timer.
+  //
+  // A TaskResult that arrives after its attempt's deadline counts as that attempt's
+  // TimeoutError, whichever of the two events comes first.
+  Step OnEvent(InstanceRecord& record, const statelang::StateMachine& machine, Event event,
+               TimePoint now) const;
 
-  // The backoff of record.cursor.active_execution is over: invoke again.
-  Step OnRetryDue(InstanceRecord& record, const statelang::StateMachine& machine,
-                  TimePoint now) const;
+  // The earliest time the instance waits for (a Wait, a retry's backoff, a deadline), if any.
+  static std::optional<TimePoint> NextWake(const InstanceRecord& record);
 
   // Operator operations on a finished instance. `patch` (an object, or null) is merged into the
   // context first, as Seata's replaceParams. Each is idempotent: on an instance where there is
@@ -80,9 +134,13 @@ class Interpreter {
   Result<Step> Skip(InstanceRecord& record, const statelang::StateMachine& machine,
                     const Json& patch, TimePoint now) const;
 
-  // Resumes an unfinished instance taken over from an engine process that stopped, as stored:
+  // Resumes an unfinished instance as stored: one taken over from an engine process that
+  // stopped, or a parked one whose timer came due (any engine may claim it):
   // - created but never stepped: the run begins;
-  // - a retry waiting in backoff: waits until it was due (attempt counters as stored);
+  // - sleeping in a Wait: goes on at its Next once due, else sleeps until then;
+  // - a retry waiting in backoff: invokes again once due, else sleeps until then (attempt
+  //   counters as stored);
+  // - an attempt whose deadline has passed: fails it with a TimeoutError (Retry and Catch see it);
   // - a task execution started but never finished (in doubt): with the flow's RecoverStrategy
   //   Forward, or for a compensation, invokes it again with the same idempotency key; with
   //   Compensate (the default) marks it UN, ends the run and compensates everything executed,

@@ -54,6 +54,11 @@ struct InstanceWrite {
   // Executions with an id below this one were stored by earlier writes, so that a store may
   // update their progress in place rather than insert-or-update them; -1 when unknown.
   int stored_executions = -1;
+  // With `header`: the instance parks. After the owner check, the stored owner becomes "" (no
+  // process holds it) and record.lease_until is its wake time: the time from which any
+  // process's ClaimDue may take it (TimePoint::max() when only an event wakes it, which
+  // ClaimInstance delivers).
+  bool release_owner = false;
 };
 
 struct InstanceFilter {
@@ -82,6 +87,10 @@ struct UnfinishedSummary {
   // live, and the earliest time one of those leases expires.
   std::size_t leased_elsewhere = 0;
   std::optional<TimePoint> next_expiry;
+  // Parked instances (no owner) not due yet, and the earliest wake time among them (none when
+  // every parked instance waits for an event rather than a time).
+  std::size_t parked = 0;
+  std::optional<TimePoint> next_wake;
 };
 
 // Where instances live. Every method is durable when it returns OK (as durable as the adapter
@@ -94,6 +103,11 @@ struct UnfinishedSummary {
 // cannot write over the new owner's progress; a write with `header` stores
 // record.lease_until as given. An instance is *unfinished* while its cursor's phase is not
 // kFinished.
+//
+// Durable timers. A parked instance (sleeping in a Wait or a retry's backoff, or waiting for
+// an event) has no owner ("") and its lease_until is its wake time: leases and timers are one
+// column, so that ClaimDue takes both the instances of a process that died and the timers that
+// came due, with one claim that only one process wins.
 class StateStore {
  public:
   using WriteDone = std::function<void(Status)>;
@@ -152,16 +166,18 @@ class StateStore {
 
   // --- Leases and recovery --------------------------------------------------------------------
 
-  // Claims up to `limit` unfinished instances whose lease expired (lease_until <= now), oldest
-  // lease first: sets their owner and lease_until. Returns their ids. Two processes claiming at
-  // once never get the same instance.
-  virtual Result<std::vector<InstanceId>> ClaimExpired(const std::string& owner, TimePoint now,
+  // Claims up to `limit` unfinished instances that are due (lease_until <= now: the lease of
+  // the process running it expired, or, parked, its wake time came), oldest first: sets their
+  // owner and lease_until. Returns their ids. Two processes claiming at once never get the same
+  // instance, so a due timer fires in one process only.
+  virtual Result<std::vector<InstanceId>> ClaimDue(const std::string& owner, TimePoint now,
                                                        TimePoint lease_until,
                                                        std::size_t limit) = 0;
 
-  // Takes the lease of one instance for `owner` (an operation on it, or a resume): kNotFound
-  // when there is no such instance, kFailedPrecondition when another owner's lease is live at
-  // `now` (lease_until > now). Taking a lease `owner` already holds renews it. Returns the
+  // Takes the lease of one instance for `owner` (an operation on it, a resume, an event for a
+  // parked instance): kNotFound when there is no such instance, kFailedPrecondition when
+  // another owner's lease is live at `now` (lease_until > now). A parked instance (owner "")
+  // may be taken at any time. Taking a lease `owner` already holds renews it. Returns the
   // record as stored after the claim.
   virtual Result<InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) = 0;

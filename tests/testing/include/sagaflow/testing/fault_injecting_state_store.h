@@ -118,9 +118,9 @@ class FaultInjectingStateStore final : public engine::StateStore {
       const engine::InstanceFilter& filter) override {
     return base_.ListInstances(filter);
   }
-  Result<std::vector<InstanceId>> ClaimExpired(const std::string& owner, TimePoint now,
+  Result<std::vector<InstanceId>> ClaimDue(const std::string& owner, TimePoint now,
                                                TimePoint lease_until, std::size_t limit) override {
-    return base_.ClaimExpired(owner, now, lease_until, limit);
+    return base_.ClaimDue(owner, now, lease_until, limit);
   }
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) override {

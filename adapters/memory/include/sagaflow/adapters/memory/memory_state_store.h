@@ -43,7 +43,7 @@ class MemoryStateStore final : public engine::StateStore {
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override;
-  Result<std::vector<InstanceId>> ClaimExpired(const std::string& owner, TimePoint now,
+  Result<std::vector<InstanceId>> ClaimDue(const std::string& owner, TimePoint now,
                                                TimePoint lease_until, std::size_t limit) override;
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) override;

@@ -94,7 +94,7 @@ class SociStateStore final : public engine::StateStore {
   void WriteInstanceAsync(const engine::InstanceWrite& write, WriteDone done) override;
   void CreateInstanceAsync(const engine::InstanceRecord& record, CreateDone done) override;
 
-  Result<std::vector<InstanceId>> ClaimExpired(const std::string& owner, TimePoint now,
+  Result<std::vector<InstanceId>> ClaimDue(const std::string& owner, TimePoint now,
                                                TimePoint lease_until, std::size_t limit) override;
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) override;

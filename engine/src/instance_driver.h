@@ -1,0 +1,150 @@
+#pragma once
+
+// Steps the instances an executor holds. Internal to engine/.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+
+#include "flow_catalog.h"
+#include "live.h"
+#include "scheduler.h"
+#include "sagaflow/engine/executor.h"
+#include "sagaflow/engine/interpreter.h"
+#include "sagaflow/engine/state_store.h"
+#include "sagaflow/engine/task_dispatcher.h"
+#include "task_runner.h"
+#include "timer_service.h"
+
+namespace sagaflow::engine {
+
+// What the driver works with; owned by the executor.
+struct DriverParts {
+  const ExecutorOptions& options;
+  const TaskRegistry& registry;
+  StateStore& store;
+  const Clock& clock;
+  const Interpreter& interpreter;
+  FlowCatalog& catalog;
+  LiveTable& table;
+  Scheduler& scheduler;
+  TimerService& timers;
+  TaskRunner& runner;
+  TaskDispatcher* dispatcher;
+  std::stop_token stop;  // requested when the executor stops; lent to every task
+};
+
+// Drives one instance at a time per work item: applies its events to the interpreter, makes
+// each step durable, then acts on the decision (invokes the task, hands it to the dispatcher,
+// parks the instance, finishes it). An instance is driven by one thread at a time: events that
+// arrive meanwhile wait in its inbox and are taken, in order, when it would otherwise rest.
+//
+// Parking. An instance that sleeps (a Wait, a retry's backoff), or waits for a result only an
+// event brings, is written with its wake time as its lease and no owner, and leaves memory:
+// it holds no thread, no executor slot and no lease. Its timer fires from memory (a local
+// timer, when due within the horizon) or from the store (the next claim of due instances, by
+// any process); the event that wakes it claims it first, so that it fires once.
+//
+// Thread-safe.
+class InstanceDriver {
+ public:
+  explicit InstanceDriver(DriverParts parts);
+
+  // The scheduler's handler.
+  void Run(Work work);
+
+  // A reply of the dispatcher.
+  void OnReply(TaskReply reply);
+
+  // Decides a new instance's first step before it is stored: the create stores the instance
+  // with that step (the first task's "started" record), so a start costs one write, not two.
+  void DecideFirstStep(Live& live);
+  // Registers a stored new instance and queues the action of its first step.
+  void Launch(std::shared_ptr<Live> live);
+
+  // Reserves `id` here, reads it with `load` (which claims it, or reads what this engine
+  // claimed), and queues its first step: `event` applied to it, or, without one, its
+  // resumption (Interpreter::Resume). An instance found finished is left alone (its lease
+  // given back). Errors: kFailedPrecondition when it is already held here or owned by another
+  // process; the load's, the flow's or the interpreter's errors (the lease is given back).
+  Status ResumeWith(const InstanceId& id, const std::function<Result<InstanceRecord>()>& load,
+                    std::optional<Event> event = std::nullopt);
+
+  // Queues `live` (reserved in the table, with a pending step) to store and act on its step.
+  void QueuePending(std::shared_ptr<Live> live);
+
+  // Gives up the lease of a claimed instance this executor will not run (so that another
+  // process can take it at once).
+  void ReleaseLease(const InstanceRecord& record);
+
+  // Store calls whose callback has not come yet (Stop waits for them), and tasks or
+  // deliveries whose result has not come back (manual mode waits for them too).
+  std::size_t store_calls() const { return store_calls_.load(); }
+  std::size_t tasks_out() const { return tasks_out_.load(); }
+  void WaitForStoreCalls();
+  // Around a store call made for the executor whose callback refers to it.
+  void BeginStoreCall() { store_calls_.fetch_add(1); }
+  void EndStoreCall();
+
+  ExecutorStats stats() const;
+
+ private:
+  // Applies `event` to the record, counting what no longer applied.
+  Step Apply(Live& live, Event event, TimePoint now);
+  void Drive(std::shared_ptr<Live> live, Step step, bool stored, TimePoint now);
+  // Hands an event to an instance held here; routes it by id when the instance left.
+  // `from_here`: the result of a task this executor ran for it.
+  void DeliverTo(const std::shared_ptr<Live>& live, Event event, bool from_here);
+  // An event for an instance that is not held here: claims it, then applies the event.
+  void ClaimFor(const InstanceId& id, Event event);
+  // The next event of the inbox, or none (the instance rests: busy is cleared).
+  std::optional<Event> NextEvent(Live& live);
+
+  // What the write of `step` carries besides the step's changes (time, lease); returns whether
+  // it must store the whole header, and sets live.parking.
+  bool PrepareWrite(Live& live, const Step& step, TimePoint now);
+  Status Persist(Live& live, const Step& step, TimePoint now);
+  void Submit(std::shared_ptr<Live> live, Step step, TimePoint now);
+  void OnWritten(std::shared_ptr<Live> live, Status status);
+  void Stored(Live& live);
+  enum class Refusal { kRetry, kLost };
+  Refusal Refused(Live& live, const Status& status);
+
+  // Runs a task with a deadline on the task runner (its result comes back as an event).
+  void InvokeApart(const std::shared_ptr<Live>& live, const Decision& decision, const TaskFn& fn);
+  // Hands a task to the dispatcher. False when it refused (the caller dispatches it again).
+  bool Dispatch(const std::shared_ptr<Live>& live, const Decision& decision);
+  TaskDelivery DeliveryFor(const Live& live, const Decision& decision) const;
+  TaskOutcome Invoke(const TaskDelivery& delivery, const TaskFn& fn);
+  const TaskFn* TaskFor(const Live& live, int execution) const;
+  // The instance was written parked: it leaves memory (unless an event came meanwhile: then it
+  // is claimed again and driving goes on, with true returned).
+  bool Parked(const std::shared_ptr<Live>& live, const Decision& decision, TimePoint now);
+  void Finish(const std::shared_ptr<Live>& live, Status status);
+
+  DriverParts p_;
+  const bool async_store_;
+
+  std::atomic<std::size_t> store_calls_{0};
+  std::atomic<std::size_t> tasks_out_{0};
+  std::mutex store_calls_mu_;
+  std::condition_variable store_calls_cv_;
+
+  // Refused writes, for a rate-limited warning.
+  std::atomic<std::uint64_t> refused_writes_{0};
+  std::atomic<std::uint64_t> logged_refusals_{0};
+  std::atomic<std::int64_t> last_refusal_log_ms_{-1000000};
+
+  std::atomic<std::uint64_t> events_ignored_{0};
+  std::atomic<std::uint64_t> late_results_{0};
+  std::atomic<std::uint64_t> dispatched_{0};
+  std::atomic<std::uint64_t> parked_{0};
+  std::atomic<std::uint64_t> woken_{0};
+};
+
+}  // namespace sagaflow::engine

@@ -1,0 +1,33 @@
+#pragma once
+
+// Claims what is due and resumes it. Internal to engine/.
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "sagaflow/common/clock.h"
+#include "sagaflow/engine/executor.h"
+#include "sagaflow/engine/state_store.h"
+
+namespace sagaflow::engine {
+
+// One pass of recovery: claims up to `limit` instances that are due (StateStore::ClaimDue:
+// leases of processes that died, timers of parked instances), loads them a chunk of 256 at a
+// time (LoadInstances) and hands each to `resume` before loading the next chunk, so that the
+// workers start on the first while the rest load. An instance whose load fails is reported;
+// its claimed lease expires and a later pass takes it again. Thread-safe (stateless).
+class Recovery {
+ public:
+  using Resume = std::function<Status(const InstanceId&, Result<InstanceRecord>)>;
+  Recovery(StateStore& store, const Clock& clock, std::string owner, Duration lease_ttl);
+  Result<RecoverReport> Pass(std::size_t limit, const Resume& resume) const;
+
+ private:
+  StateStore& store_;
+  const Clock& clock_;
+  const std::string owner_;
+  const Duration lease_ttl_;
+};
+
+}  // namespace sagaflow::engine
