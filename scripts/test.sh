@@ -27,6 +27,8 @@ ctest --preset release
 echo "== conformance suite"
 [ -f "$conformance" ] || { echo "error: $conformance not found" >&2; exit 1; }
 python3 "$conformance" build/release/server/sagaflow
+echo "== conformance suite: Wait (sagaflow extension)"
+python3 "$conformance" build/release/server/sagaflow --cases ../shared/conformance/wait/cases
 
 echo "== ASan + UBSan build"
 cmake --preset asan -DSAGAFLOW_BUILD_TESTS=ON >/dev/null
