@@ -824,6 +824,100 @@ TEST_P(StateStoreContractTest, ClaimDueTakesOnlyExpiredUnfinishedOldestFirst) {
   EXPECT_EQ(Load("finished").owner, "dead");
 }
 
+// A write with release_owner parks the instance: no owner, its wake time as lease_until.
+TEST_P(StateStoreContractTest, AParkedInstanceHasNoOwnerAndIsDueAtItsWakeTime) {
+  InstanceRecord r = MakeRecord("parked");
+  r.owner = "node-a";
+  r.lease_until = At(100);
+  Create(r);
+  InstanceRecord sleeper = MakeRecord("sleeps-for-an-event");
+  sleeper.lease_until = At(100);
+  Create(sleeper);
+
+  r.cursor.wake_at = At(500);
+  r.lease_until = At(500);
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false, /*header=*/true, nullptr, -1,
+                                                  /*release_owner=*/true}),
+              IsOk());
+  sleeper.lease_until = TimePoint::max();
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&sleeper, {}, false, /*header=*/true, nullptr,
+                                                  -1, /*release_owner=*/true}),
+              IsOk());
+  InstanceRecord stored = Load("parked");
+  EXPECT_EQ(stored.owner, "");
+  EXPECT_EQ(stored.lease_until, At(500));
+  EXPECT_EQ(stored.cursor.wake_at, At(500));
+  EXPECT_EQ(Load("sleeps-for-an-event").owner, "");
+
+  // The parking node renews nothing: it no longer holds the lease.
+  Result<std::size_t> renewed = store().RenewLeases("node-a", At(110), At(10000), At(20000));
+  ASSERT_THAT(renewed, IsOk());
+  EXPECT_EQ(*renewed, 0u);
+  EXPECT_EQ(Load("parked").lease_until, At(500));
+
+  // Counted as parked, not as leased elsewhere.
+  Result<engine::UnfinishedSummary> left = store().Unfinished("node-b", At(200));
+  ASSERT_THAT(left, IsOk());
+  EXPECT_EQ(left->unfinished, 2u);
+  EXPECT_EQ(left->leased_elsewhere, 0u);
+  EXPECT_EQ(left->parked, 2u);
+  EXPECT_EQ(left->next_wake, At(500));
+
+  // Not claimed before its time, by anyone; claimed once at it.
+  EXPECT_THAT(*store().ClaimDue("node-b", At(499), At(600), 10), IsEmpty());
+  Result<std::vector<InstanceId>> due =
+      store().ClaimDue("node-b", At(500), At(2'000'000), 10);
+  ASSERT_THAT(due, IsOk());
+  EXPECT_THAT(Strs(*due), ElementsAre("parked"));
+  EXPECT_THAT(*store().ClaimDue("node-c", At(500), At(600), 10), IsEmpty());
+  stored = Load("parked");
+  EXPECT_EQ(stored.owner, "node-b");
+  EXPECT_EQ(stored.lease_until, At(2'000'000));
+
+  // One parked for an event is never due by time; its event takes it at any moment.
+  EXPECT_THAT(*store().ClaimDue("node-b", At(1'000'000), At(1'000'100), 10), IsEmpty());
+  Result<InstanceRecord> taken =
+      store().ClaimInstance(InstanceId("sleeps-for-an-event"), "node-c", At(300), At(400));
+  ASSERT_THAT(taken, IsOk());
+  EXPECT_EQ(taken->owner, "node-c");
+  EXPECT_EQ(Load("sleeps-for-an-event").owner, "node-c");
+  // Then it is node-c's: another claimer is refused while that lease lives.
+  EXPECT_THAT(store().ClaimInstance(InstanceId("sleeps-for-an-event"), "node-d", At(350), At(450)),
+              StatusIs(StatusCode::kFailedPrecondition));
+}
+
+// Parking checks the lease like any write: a node that lost the instance cannot park it.
+TEST_P(StateStoreContractTest, ParkingAnInstanceTakenOverIsRefused) {
+  InstanceRecord r = MakeRecord("taken");
+  r.owner = "node-a";
+  r.lease_until = At(100);
+  Create(r);
+  ASSERT_THAT(*store().ClaimDue("node-b", At(100), At(200), 10), ElementsAre(InstanceId("taken")));
+  r.lease_until = At(900);
+  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false, /*header=*/true, nullptr, -1,
+                                                  /*release_owner=*/true}),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("lease lost")));
+  InstanceRecord stored = Load("taken");
+  EXPECT_EQ(stored.owner, "node-b");
+  EXPECT_EQ(stored.lease_until, At(200));
+}
+
+// An execution's deadline is stored with it.
+TEST_P(StateStoreContractTest, AnExecutionsDeadlineIsStored) {
+  InstanceRecord r = MakeRecord("deadline");
+  StateExecution e = MakeExecution(0, "A", Json::array());
+  e.deadline_at = At(42);
+  r.executions.push_back(e);
+  Create(r);
+  EXPECT_EQ(Load("deadline").executions.at(0).deadline_at, At(42));
+  r.executions[0].deadline_at.reset();
+  r.executions[0].attempts = 2;
+  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false, /*header=*/false}), IsOk());
+  InstanceRecord stored = Load("deadline");
+  EXPECT_FALSE(stored.executions.at(0).deadline_at.has_value());
+  EXPECT_EQ(stored.executions.at(0).attempts, 2);
+}
+
 TEST_P(StateStoreContractTest, ConcurrentClaimersGetDisjointSets) {
   constexpr int kInstances = 60;
   for (int i = 0; i < kInstances; ++i) {
