@@ -5,6 +5,7 @@
 
 #include <future>
 #include <optional>
+#include <thread>
 
 #include "flow_catalog.h"
 #include "instance_driver.h"
@@ -64,24 +65,42 @@ struct Executor::Impl {
         runner(options.workers == 0 ? 0 : options.task_threads),
         driver(DriverParts{options, registry, store, clock, interpreter, catalog, table,
                            scheduler, timers, runner, options.dispatcher,
-                           stop_source.get_token()}),
+                           stop_source.get_token(),
+                           // Batched claims of parked timers (claim_due): off until the
+                           // memory-store executor tests pass with it (see issue 11's note).
+                           std::function<void()>()}),
         recovery(store, clock, options.owner, options.lease_ttl),
         lease_keeper(store, clock, options.owner, options.lease_ttl, options.recover_every,
                      [this] { PollDue(); }) {}
 
-  // Claims what is due and logs what happened (the lease keeper's periodic pass).
+  // Claims what is due and logs what happened (the lease keeper's periodic pass). A full
+  // batch means more may be due (a million Waits ending at once): claims again as soon as the
+  // instances in hand are down to one batch, so that claimed instances do not sit in the
+  // queue while their leases run out.
   void PollDue() {
-    auto report = RecoverExpired(10000);
-    if (!report.ok()) {
-      spdlog::warn("claiming due instances failed: {}", report.status().ToString());
-      return;
-    }
-    if (!report->resumed.empty()) {
-      spdlog::debug("took up {} due instance(s)", report->resumed.size());
-    }
-    if (!report->failed.empty()) {
-      spdlog::warn("could not resume {} due instance(s) (first: {}: {})", report->failed.size(),
-                   report->failed.front().first.str(), report->failed.front().second.ToString());
+    constexpr std::size_t kBatch = 10000;
+    while (!stop_source.stop_requested()) {
+      auto report = RecoverExpired(kBatch);
+      if (!report.ok()) {
+        spdlog::warn("claiming due instances failed: {}", report.status().ToString());
+        return;
+      }
+      if (!report->resumed.empty()) {
+        spdlog::debug("took up {} due instance(s)", report->resumed.size());
+      }
+      if (!report->failed.empty()) {
+        spdlog::warn("could not resume {} due instance(s) (first: {}: {})",
+                     report->failed.size(), report->failed.front().first.str(),
+                     report->failed.front().second.ToString());
+      }
+      if (report->resumed.size() + report->failed.size() < kBatch) return;
+      // This runs on the lease keeper's thread: renew between batches.
+      if (auto renewed = lease_keeper.RenewOnce(); !renewed.ok()) {
+        spdlog::warn("could not renew leases: {}", renewed.status().ToString());
+      }
+      while (table.size() > kBatch && !stop_source.stop_requested()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
     }
   }
 
@@ -312,8 +331,11 @@ Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
       m.RemoveWaiter(id, waiter);
       return stored.status();
     }
-    const bool parked = !stored->finished() && stored->owner.empty();
-    if (!parked) {
+    // Parked (no owner), or claimed by this executor and about to be resumed here (a claim
+    // of what is due takes it before it is in the table): this executor wakes it, so wait.
+    const bool ours = !stored->finished() &&
+                      (stored->owner.empty() || stored->owner == m.options.owner);
+    if (!ours) {
       // Finished, or running in another process: as stored.
       m.RemoveWaiter(id, waiter);
       {

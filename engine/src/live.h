@@ -10,7 +10,6 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "flow_catalog.h"
@@ -82,8 +81,6 @@ class LiveTable {
     mutable std::mutex mu;
     std::unordered_map<InstanceId, std::shared_ptr<Live>> instances;
     std::unordered_map<InstanceId, std::vector<std::shared_ptr<Waiter>>> waiters;
-    // Parked by this executor with a local timer (Await keeps waiting for them).
-    std::unordered_set<InstanceId> parked;
   };
   static constexpr std::size_t kShards = 16;
 

@@ -509,7 +509,7 @@ class Validator {
     t.for_update =
         OptionalBool(v, ptr, "IsForUpdate").value_or(false) || t.compensate_state != kNoState;
     OptionalBool(v, ptr, "IsForCompensation");
-    t.persist = OptionalBool(v, ptr, "IsPersist").value_or(true);
+    OptionalBool(v, ptr, "IsPersist");  // every step is persisted: accepted, checked, ignored
     t.timeout_seconds = Number(v, ptr, "TimeoutSeconds", 0, /*min_exclusive=*/true);
     OptionalBool(v, ptr, "IsRetryPersistModeUpdate");
     OptionalBool(v, ptr, "IsCompensatePersistModeUpdate");

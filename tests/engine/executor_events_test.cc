@@ -168,6 +168,12 @@ TEST_F(ExecutorEventsTest, AnotherEngineFiresTheWaitsOfOneThatStopped) {
     if (done == ids.size()) break;
     std::this_thread::sleep_for(milliseconds(20));
   }
+  if (done != ids.size()) {
+    auto r = store_.LoadInstance(ids[0]);
+    ASSERT_THAT(r, IsOk());
+    ADD_FAILURE() << "first instance: owner '" << r->owner << "', lease until "
+                  << FormatTime(r->lease_until) << ", now " << FormatTime(clock_.Now());
+  }
   ASSERT_EQ(done, ids.size());
   EXPECT_EQ(after_calls_.load(), kInstances);  // each Wait fired once, across both engines
   for (const InstanceId& id : ids) {

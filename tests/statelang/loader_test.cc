@@ -106,7 +106,6 @@ TEST(LoaderTest, MinimalTaskFlowLoads) {
   EXPECT_EQ(a.service_task().service_method, "run");
   EXPECT_EQ(a.next, m.Find("Done"));
   EXPECT_FALSE(a.service_task().for_update);
-  EXPECT_TRUE(a.service_task().persist);
   EXPECT_EQ(m.state(m.Find("Done")).type, StateType::kSucceed);
   EXPECT_EQ(m.Find("Nowhere"), kNoState);
   EXPECT_EQ(m.recover_strategy(), RecoverStrategy::kCompensate);
@@ -280,7 +279,6 @@ TEST(LoaderTest, TopLevelOptionsAreRead) {
   EXPECT_EQ(r.machine->version(), "2");
   EXPECT_EQ(r.machine->comment(), "c");
   EXPECT_EQ(r.machine->recover_strategy(), RecoverStrategy::kForward);
-  EXPECT_FALSE(r.machine->state(0).service_task().persist);
   EXPECT_EQ(r.machine->state(0).next, kNoState);
 }
 

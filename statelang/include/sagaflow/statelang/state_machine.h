@@ -54,7 +54,6 @@ struct ServiceTaskState {
   StateIndex compensate_state = kNoState;
   bool for_update = false;        // forced true when CompensateState is set
   bool for_compensation = false;  // true when another state names this one as CompensateState
-  bool persist = true;
   // The step runs on a worker through the engine's TaskDispatcher: the instance parks, holding
   // no thread, until the result arrives (sagaflow difference 3).
   bool is_async = false;
