@@ -1349,11 +1349,11 @@ const Json* WalkPath(const Program& p, const Json* root) {
   return at;
 }
 
-}  // namespace
-
-Result<Json> Expression::Evaluate(const EvalEnv& env) const {
-  if (!program_) return FailedPrecondition("evaluating an empty expression");
-  const detail::Program& p = *program_;
+// Evaluate and EvaluateCondition; `use_shapes` false skips the fast paths (for tests).
+Result<Json> EvaluateProgram(const Program* program, const EvalEnv& env, bool use_shapes) {
+  using Form = Expression::Form;
+  if (!program) return FailedPrecondition("evaluating an empty expression");
+  const Program& p = *program;
   switch (p.form) {
     case Form::kExceptionMatch:
       return Json(env.host != nullptr && env.host->CurrentErrorMatches(p.exception_type));
@@ -1363,7 +1363,7 @@ Result<Json> Expression::Evaluate(const EvalEnv& env) const {
     case Form::kSpel:
       break;
   }
-  if (p.shape == detail::Program::Shape::kPath) {
+  if (use_shapes && p.shape == Program::Shape::kPath) {
     if (const Json* v = WalkPath(p, env.root)) return *v;
   }
   Evaluator evaluator(p, env);
@@ -1372,34 +1372,57 @@ Result<Json> Expression::Evaluate(const EvalEnv& env) const {
   return std::move(v).Take();
 }
 
-Result<bool> Expression::EvaluateCondition(const EvalEnv& env) const {
-  if (!program_) return FailedPrecondition("evaluating an empty expression");
-  const detail::Program& p = *program_;
+Result<bool> EvaluateProgramCondition(const Program* program, const EvalEnv& env, bool use_shapes) {
+  using Form = Expression::Form;
+  if (!program) return FailedPrecondition("evaluating an empty expression");
+  const Program& p = *program;
   if (p.form == Form::kExceptionMatch) {
     return env.host != nullptr && env.host->CurrentErrorMatches(p.exception_type);
   }
   if (p.form == Form::kSequence) return InvalidArgument("a $Sequence value is not a condition");
-  switch (p.shape) {
-    case detail::Program::Shape::kPathEq:
-    case detail::Program::Shape::kPathNe:
+  switch (use_shapes ? p.shape : Program::Shape::kGeneral) {
+    case Program::Shape::kPathEq:
+    case Program::Shape::kPathNe:
       if (const Json* v = WalkPath(p, env.root)) {
         bool eq = ValuesEqual(*v, p.nodes[static_cast<std::size_t>(p.literal)].value);
-        return p.shape == detail::Program::Shape::kPathEq ? eq : !eq;
+        return p.shape == Program::Shape::kPathEq ? eq : !eq;
       }
       break;
-    case detail::Program::Shape::kPath:
+    case Program::Shape::kPath:
       if (const Json* v = WalkPath(p, env.root)) {
         if (v->is_boolean()) return v->get<bool>();
         if (v->is_null()) return false;
       }
       break;  // not a condition's value: the general evaluator says why
-    case detail::Program::Shape::kGeneral:
+    case Program::Shape::kGeneral:
       break;
   }
   Evaluator evaluator(p, env);
   bool holds = evaluator.Condition(p.root, evaluator.root());
   if (evaluator.error()) return *evaluator.error();
   return holds;
+}
+
+}  // namespace
+
+Result<Json> Expression::Evaluate(const EvalEnv& env) const {
+  return EvaluateProgram(program_.get(), env, /*use_shapes=*/true);
+}
+
+Result<bool> Expression::EvaluateCondition(const EvalEnv& env) const {
+  return EvaluateProgramCondition(program_.get(), env, /*use_shapes=*/true);
+}
+
+Result<Json> Expression::EvaluateGeneral(const EvalEnv& env) const {
+  return EvaluateProgram(program_.get(), env, /*use_shapes=*/false);
+}
+
+Result<bool> Expression::EvaluateConditionGeneral(const EvalEnv& env) const {
+  return EvaluateProgramCondition(program_.get(), env, /*use_shapes=*/false);
+}
+
+bool Expression::has_fast_path() const {
+  return program_ && program_->form == Form::kSpel && program_->shape != Program::Shape::kGeneral;
 }
 
 Expression::Form Expression::form() const { return program_ ? program_->form : Form::kSpel; }

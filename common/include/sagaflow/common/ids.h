@@ -46,6 +46,10 @@ std::string NewUniqueToken();
 // creates (and, in the executor, usually drives to the end) apart from another thread's, so
 // that two cores running instances do not pass the same shard's cache lines back and forth at
 // every step. Ids made elsewhere (any string is accepted) spread over the lanes by hash.
+// Keep the lane: the executor's LiveTable (engine/src/live.h) and the MemoryStateStore shard by
+// it, and the memory store's retention (each shard drops its own oldest finished instances)
+// and its tests count on one thread's instances sharing a shard. 75 random bits per
+// millisecond is still far from any collision.
 inline constexpr std::size_t kIdLanes = 32;
 std::size_t InstanceIdLane(const InstanceId& id);
 

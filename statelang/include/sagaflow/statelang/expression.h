@@ -74,6 +74,15 @@ class Expression {
   // Evaluates as a condition: true, false, or null (false). Any other value is an error.
   Result<bool> EvaluateCondition(const EvalEnv& env) const;
 
+  // Evaluate and EvaluateCondition without the fast-path shapes (common forms such as
+  // `[order].id` or `[result] == 'OK'`, answered without the general evaluator): always the
+  // general evaluator. For tests that prove the shapes equal to it.
+  Result<Json> EvaluateGeneral(const EvalEnv& env) const;
+  Result<bool> EvaluateConditionGeneral(const EvalEnv& env) const;
+  // Whether the expression has one of the fast-path shapes (which hand the general evaluator
+  // what they cannot answer exactly, such as a path through a missing key).
+  bool has_fast_path() const;
+
   Form form() const;
   const std::string& source() const;
   // For kExceptionMatch: the error type named.
