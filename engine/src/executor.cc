@@ -65,10 +65,7 @@ struct Executor::Impl {
         runner(options.workers == 0 ? 0 : options.task_threads),
         driver(DriverParts{options, registry, store, clock, interpreter, catalog, table,
                            scheduler, timers, runner, options.dispatcher,
-                           stop_source.get_token(),
-                           // Batched claims of parked timers (claim_due): off until the
-                           // memory-store executor tests pass with it (see issue 11's note).
-                           std::function<void()>()}),
+                           stop_source.get_token()}),
         recovery(store, clock, options.owner, options.lease_ttl),
         lease_keeper(store, clock, options.owner, options.lease_ttl, options.recover_every,
                      [this] { PollDue(); }) {}

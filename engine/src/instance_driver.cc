@@ -92,7 +92,6 @@ void InstanceDriver::Run(Work work) {
       if (std::shared_ptr<Live> live = p_.table.Find(work.id)) {
         return DeliverTo(live, std::move(due), false);
       }
-      if (p_.claim_due) return p_.claim_due();  // the claim resumes it, with what else is due
       return ClaimFor(work.id, std::move(due));
     }
   }

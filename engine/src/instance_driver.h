@@ -37,10 +37,6 @@ struct DriverParts {
   TaskRunner& runner;
   TaskDispatcher* dispatcher;
   std::stop_token stop;  // requested when the executor stops; lent to every task
-  // With threads: asks for one claim of everything due (ClaimDue) soon, on another thread.
-  // The timer of a parked instance calls it rather than claiming its one instance, so that a
-  // million timers due at once are claimed ten thousand to a statement, not one by one.
-  std::function<void()> claim_due;
 };
 
 // Drives one instance at a time per work item: applies its events to the interpreter, makes

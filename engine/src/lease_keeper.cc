@@ -32,12 +32,6 @@ void LeaseKeeper::Stop() noexcept {
   thread_.join();
 }
 
-void LeaseKeeper::PollSoon() {
-  std::lock_guard lock(mu_);
-  poll_requested_ = true;
-  cv_.notify_all();
-}
-
 Result<std::size_t> LeaseKeeper::RenewOnce() {
   const TimePoint now = clock_.Now();
   return store_.RenewLeases(owner_, now, now + lease_ttl_ * 2 / 3, now + lease_ttl_);
@@ -53,11 +47,9 @@ void LeaseKeeper::Loop(std::stop_token stop) {
   Steady::time_point next_renew = Steady::now() + renew_every;
   Steady::time_point next_poll = Steady::now() + poll_every_;
   while (!stop.stop_requested()) {
-    bool requested = false;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, tick, [&] { return stop.stop_requested() || poll_requested_; });
-      requested = std::exchange(poll_requested_, false);
+      cv_.wait_for(lock, tick, [&] { return stop.stop_requested(); });
     }
     if (stop.stop_requested()) return;
     const Steady::time_point now = Steady::now();
@@ -69,7 +61,7 @@ void LeaseKeeper::Loop(std::stop_token stop) {
                      renewed.status().ToString());
       }
     }
-    if (requested || (poll_every_ > Duration::zero() && now >= next_poll)) {
+    if (poll_every_ > Duration::zero() && now >= next_poll) {
       next_poll = now + poll_every_;
       poll_();
     }

@@ -27,10 +27,6 @@ class LeaseKeeper {
   void Start();
   void Stop() noexcept;
 
-  // Calls `poll` on the thread soon, once for any number of requests made before it runs
-  // (also when poll_every is zero).
-  void PollSoon();
-
   // One renewal pass now (what the thread does); returns how many leases it extended.
   Result<std::size_t> RenewOnce();
 
@@ -45,7 +41,6 @@ class LeaseKeeper {
   const std::function<void()> poll_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool poll_requested_ = false;  // guarded by mu_
   std::jthread thread_;
 };
 

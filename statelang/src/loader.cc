@@ -436,7 +436,8 @@ class Validator {
     const std::string& key = given[0];
     if (key == "Seconds") {
       w.kind = WaitState::Kind::kSeconds;
-      // Up to about 290 years, the range of a stored time.
+      // A bound on the number only: a wake time must also fall before 2262-04-11, where the
+      // stored nanoseconds since 1970 end.
       std::optional<double> n = Number(v, ptr, "Seconds", 0, /*min_exclusive=*/false);
       if (n && *n > 9.0e9) {
         Error(Join(ptr, "Seconds"), "must be at most 9000000000, found " + v["Seconds"].dump());

@@ -50,10 +50,7 @@ std::string WaitFlow(double seconds) {
 class ExecutorEventsTest : public ::testing::Test {
  protected:
   ExecutorEventsTest() {
-    registry_.add("svc.a", [this](TaskContext& ctx, const Json&) -> Json {
-      task_threads_seen_ += ctx.attempt();
-      return "from-a";
-    });
+    registry_.add("svc.a", [](TaskContext&, const Json&) -> Json { return "from-a"; });
     registry_.add("svc.b", [](TaskContext&, const Json& args) -> Json {
       return args.at(0).at("a").get<std::string>() + "+b";
     });
@@ -65,7 +62,6 @@ class ExecutorEventsTest : public ::testing::Test {
   TaskRegistry registry_;
   adapters::MemoryStateStore store_;
   SystemClock clock_;
-  std::atomic<int> task_threads_seen_{0};
   std::atomic<int> after_calls_{0};
 };
 

@@ -54,8 +54,9 @@ struct ServiceTaskState {
   StateIndex compensate_state = kNoState;
   bool for_update = false;        // forced true when CompensateState is set
   bool for_compensation = false;  // true when another state names this one as CompensateState
-  // The step runs on a worker through the engine's TaskDispatcher: the instance parks, holding
-  // no thread, until the result arrives (sagaflow difference 3).
+  // The step's task is handed to the engine's TaskDispatcher and its result resumes the
+  // instance. With a durable dispatcher the instance parks meanwhile, holding no thread; with
+  // the in-process one it stays leased here (its attempt would be lost with the process).
   bool is_async = false;
   // sagaflow extension: a result that arrives later than this counts as a TimeoutError.
   std::optional<double> timeout_seconds;
