@@ -13,6 +13,7 @@ scenario=${6:-bench/scenarios/fulfill_all_succeed.json}
 rate=build/release/bench/sagaflow_sqlite_commit_rate
 pg=$(scripts/postgres.sh start)
 base=${pg%/*}
+export PGOPTIONS="-c client_min_messages=warning"  # no NOTICE for the DROP of a missing database
 for round in $(seq "$rounds"); do
   echo "{\"round\": $round, \"sqlite_full_commits_per_s\": $("$rate" --dir build --seconds 3 | sed -n 's/.*"mode":"FULL".*"commits_per_s":\([0-9.]*\).*/\1/p')}"
   for which in old new; do
