@@ -174,7 +174,7 @@ void InstanceDriver::ClaimFor(const InstanceId& id, Event event) {
   const TimerDue due = timer ? std::get<TimerDue>(event) : TimerDue{};
   Status s = ResumeWith(
       id,
-      [&] { return p_.store.ClaimInstance(id, p_.options.owner, now, now + p_.options.lease_ttl); },
+      [&] { return p_.store.ClaimIdle(id, p_.options.owner, now, now + p_.options.lease_ttl); },
       std::move(event));
   if (s.ok()) return;
   if (s.code() == StatusCode::kUnavailable && timer) {
@@ -183,7 +183,8 @@ void InstanceDriver::ClaimFor(const InstanceId& id, Event event) {
                   Work{nullptr, WorkKind::kTimer, id, due.execution, due.attempt});
     return;
   }
-  // Another process took it (its claim fired the timer), or it is gone.
+  // Another process took it (its claim fired the timer), a recovery pass of this one holds it
+  // (and fires what is due itself), or it is gone.
   spdlog::debug("instance {}: not claimed for an event: {}", id.str(), s.ToString());
 }
 
@@ -233,6 +234,9 @@ Status InstanceDriver::ResumeWith(const InstanceId& id,
     return Status::Ok();
   }
   const TimePoint now = p_.clock.Now();
+  // Taken up by a claim of what is due with a timer due: a parked instance woken.
+  const std::optional<TimePoint> wake = Interpreter::NextWake(live->record);
+  const bool timer_due = !event && wake && *wake <= now;
   auto flow = p_.catalog.ForRecord(live->record);
   Result<Step> first = flow.status();
   if (flow.ok()) {
@@ -248,7 +252,7 @@ Status InstanceDriver::ResumeWith(const InstanceId& id,
     ReleaseLease(live->record);
     return first.status();
   }
-  if (event) woken_.fetch_add(1);
+  if (event || timer_due) woken_.fetch_add(1);
   spdlog::debug("instance {}: taken up (owner {})", id.str(), p_.options.owner);
   live->header_dirty = true;
   live->pending = std::move(first).value();
@@ -512,7 +516,7 @@ bool InstanceDriver::Parked(const std::shared_ptr<Live>& live, const Decision& d
     return false;
   }
   // An event came while it was being parked: take the instance back and go on.
-  auto claimed = p_.store.ClaimInstance(id, p_.options.owner, now, now + p_.options.lease_ttl);
+  auto claimed = p_.store.ClaimIdle(id, p_.options.owner, now, now + p_.options.lease_ttl);
   if (!claimed.ok()) {
     spdlog::warn("instance {}: could not take it back for an event that came as it parked: {}",
                  id.str(), claimed.status().ToString());

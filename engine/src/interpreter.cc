@@ -844,8 +844,9 @@ Result<Step> Interpreter::Resume(InstanceRecord& record, const StateMachine& mac
                                  TimePoint now) const {
   if (record.finished()) return Step{Decision{Decision::Kind::kFinished, -1, 0, {}, std::nullopt}, {}, {}, false};
   if (record.executions.empty() && record.cursor.phase == Phase::kForward &&
-      record.cursor.active_execution < 0 && record.cursor.epoch == 0) {
-    // Created, never stepped: begin the run (it started when it was created).
+      record.cursor.active_execution < 0 && record.cursor.epoch == 0 && !record.cursor.wake_at) {
+    // Created, never stepped: begin the run (it started when it was created). One that sleeps
+    // in a Wait before its first task has stepped already: its wake time is stored.
     const TimePoint created = record.started_at;
     Step step = Start(record, machine, now);
     record.started_at = created;

@@ -999,6 +999,47 @@ TEST_P(StateStoreContractTest, ClaimInstance) {
   EXPECT_EQ(Load("i1").owner, "other");
 }
 
+// ClaimIdle takes only what no process is stepping: the claim of an event (a timer fired from
+// memory, a reply) must not start a second run next to the one that holds the instance, even
+// in the same process (whose recovery pass may have claimed it a moment before).
+TEST_P(StateStoreContractTest, ClaimIdleTakesParkedOrExpiredButNotAHeldLease) {
+  EXPECT_THAT(store().ClaimIdle(InstanceId("nope"), "me", At(0), At(10)),
+              StatusIs(StatusCode::kNotFound));
+  InstanceRecord r = MakeRecord("idle");
+  r.owner = "me";
+  r.lease_until = At(100);
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  Create(r);
+
+  // Its own live lease is refused, as another owner's is, and nothing changes.
+  EXPECT_THAT(store().ClaimIdle(r.id, "me", At(99), At(200)),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("me")));
+  EXPECT_THAT(store().ClaimIdle(r.id, "other", At(99), At(200)),
+              StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_EQ(Load("idle").lease_until, At(100));
+  // Expired: taken, the record as stored after the claim.
+  Result<InstanceRecord> claimed = peer().ClaimIdle(r.id, "me", At(100), At(200));
+  ASSERT_THAT(claimed, IsOk());
+  EXPECT_EQ(claimed->owner, "me");
+  EXPECT_EQ(claimed->lease_until, At(200));
+  ASSERT_EQ(claimed->executions.size(), 1u);
+
+  // Parked (owner "", woken at 900): anyone may take it for an event before its wake time.
+  InstanceRecord parked = MakeRecord("idle-parked");
+  parked.owner = "";
+  parked.lease_until = At(900);
+  Create(parked);
+  claimed = store().ClaimIdle(parked.id, "other", At(150), At(250));
+  ASSERT_THAT(claimed, IsOk());
+  EXPECT_EQ(claimed->owner, "other");
+  EXPECT_EQ(Load("idle-parked").lease_until, At(250));
+  // Held now: a second event's claim, by either process, is refused.
+  EXPECT_THAT(store().ClaimIdle(parked.id, "other", At(160), At(260)),
+              StatusIs(StatusCode::kFailedPrecondition));
+  EXPECT_THAT(store().ClaimIdle(parked.id, "me", At(160), At(260)),
+              StatusIs(StatusCode::kFailedPrecondition, HasSubstr("other")));
+}
+
 TEST_P(StateStoreContractTest, RenewLeasesExtendsOnlyLiveUnfinishedLeasesOfTheOwner) {
   CreateLeased("mine-1", "me", 100, false);
   CreateLeased("mine-2", "me", 150, false);

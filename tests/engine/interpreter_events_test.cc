@@ -120,6 +120,36 @@ TEST_F(InterpreterEventsTest, AWaitSleepsUntilItsTimeThenGoesOn) {
   EXPECT_EQ(r.status, RunStatus::kSucceeded);
 }
 
+// A flow that begins with a Wait sleeps before its first execution: resumed (its owner
+// stopped), it keeps the stored wake time, and once due goes on, rather than start again.
+TEST_F(InterpreterEventsTest, AResumedFirstWaitKeepsItsTimeAndFiresOnce) {
+  auto m = MustLoad(R"({"Name": "first-wait", "StartState": "Pause", "States": {
+    "Pause": {"Type": "Wait", "Seconds": 30, "Next": "B"},
+    "B": {"Type": "ServiceTask", "ServiceName": "svc", "ServiceMethod": "b", "Next": "Done"},
+    "Done": {"Type": "Succeed"}}})");
+  InstanceRecord r = NewRecord();
+  Step s = interp_.Start(r, *m, now_);
+  ASSERT_EQ(s.decision.kind, Kind::kSleep);
+  const TimePoint wake = now_ + seconds(30);
+  EXPECT_EQ(s.decision.wake_at, wake);
+  EXPECT_TRUE(r.executions.empty());
+
+  now_ += seconds(10);
+  ::sagaflow::Result<Step> resumed = interp_.Resume(r, *m, now_);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_EQ(resumed->decision.kind, Kind::kSleep);
+  EXPECT_EQ(resumed->decision.wake_at, wake);  // not 30 s from the resume
+  EXPECT_EQ(r.cursor.wake_at, wake);
+
+  now_ += seconds(25);
+  resumed = interp_.Resume(r, *m, now_);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  ASSERT_EQ(resumed->decision.kind, Kind::kInvoke);
+  EXPECT_FALSE(r.cursor.wake_at.has_value());
+  ASSERT_EQ(r.executions.size(), 1u);
+  EXPECT_EQ(r.executions[0].state, StateName("B"));
+}
+
 TEST_F(InterpreterEventsTest, AWaitWhoseTimeHasPassedGoesOnAtOnce) {
   auto m = MustLoad(Flow("", R"("Timestamp": "2020-01-01T00:00:00Z")"));
   InstanceRecord r = NewRecord();

@@ -259,12 +259,24 @@ Result<std::vector<InstanceId>> MemoryStateStore::ClaimDue(const std::string& ow
 Result<InstanceRecord> MemoryStateStore::ClaimInstance(const InstanceId& id,
                                                        const std::string& owner, TimePoint now,
                                                        TimePoint lease_until) {
+  return Claim(id, owner, now, lease_until, /*idle_only=*/false);
+}
+
+Result<InstanceRecord> MemoryStateStore::ClaimIdle(const InstanceId& id, const std::string& owner,
+                                                   TimePoint now, TimePoint lease_until) {
+  return Claim(id, owner, now, lease_until, /*idle_only=*/true);
+}
+
+Result<InstanceRecord> MemoryStateStore::Claim(const InstanceId& id, const std::string& owner,
+                                               TimePoint now, TimePoint lease_until,
+                                               bool idle_only) {
   Shard& shard = ShardFor(id);
   std::lock_guard lock(shard.mu);
   auto it = shard.instances.find(id);
   if (it == shard.instances.end()) return NotFound("no instance " + id.str());
   InstanceRecord& r = it->second.record;
-  if (r.owner != owner && !r.owner.empty() && r.lease_until > now) {
+  const bool may_hold = !idle_only && r.owner == owner;
+  if (!may_hold && !r.owner.empty() && r.lease_until > now) {
     return FailedPrecondition("instance " + id.str() + " is leased by '" + r.owner +
                               "' until " + FormatTime(r.lease_until));
   }

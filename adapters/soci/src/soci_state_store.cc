@@ -382,18 +382,31 @@ Result<std::vector<InstanceId>> SociStateStore::ClaimDue(const std::string& owne
 
 Result<InstanceRecord> SociStateStore::ClaimInstance(const InstanceId& id, const std::string& owner,
                                                      TimePoint now, TimePoint lease_until) {
+  return Claim(id, owner, now, lease_until, /*idle_only=*/false);
+}
+
+Result<InstanceRecord> SociStateStore::ClaimIdle(const InstanceId& id, const std::string& owner,
+                                                 TimePoint now, TimePoint lease_until) {
+  return Claim(id, owner, now, lease_until, /*idle_only=*/true);
+}
+
+Result<InstanceRecord> SociStateStore::Claim(const InstanceId& id, const std::string& owner,
+                                             TimePoint now, TimePoint lease_until,
+                                             bool idle_only) {
   return impl_->Run<InstanceRecord>(
       "claiming instance " + id.str() + " for '" + owner + "'", true,
       [&](Connection& conn) -> Result<InstanceRecord> {
         const std::string key = id.str();
         const long long now_ns = sql::ToNanos(now);
         const long long until_ns = sql::ToNanos(lease_until);
+        // An idle claim matches no owner name ('' is the parked one, matched apart).
+        const std::string same_owner = idle_only ? std::string() : owner;
         conn.BeginWrite();
         soci::statement claim =
             (conn.session().prepare
                  << "UPDATE instances SET owner = :owner, lease_until = :lease_until "
                     "WHERE id = :id AND (owner = :same_owner OR owner = '' OR lease_until <= :now)",
-             soci::use(owner), soci::use(until_ns), soci::use(key), soci::use(owner),
+             soci::use(owner), soci::use(until_ns), soci::use(key), soci::use(same_owner),
              soci::use(now_ns));
         claim.execute(true);
         if (claim.get_affected_rows() == 0) {

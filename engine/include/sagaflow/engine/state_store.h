@@ -182,6 +182,15 @@ class StateStore {
   virtual Result<InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) = 0;
 
+  // Takes the lease of one instance that no process is stepping, for an event that came for
+  // it (a timer fired from memory, a task's reply): it is parked (owner "") or its lease
+  // expired at `now`. Unlike ClaimInstance it refuses a lease `owner` itself holds
+  // (kFailedPrecondition): in that process the instance is being run, or is about to be, by a
+  // recovery pass that claimed it with ClaimDue, and that run sees what the event says; taking
+  // it a second time would run it twice. Otherwise as ClaimInstance.
+  virtual Result<InstanceRecord> ClaimIdle(const InstanceId& id, const std::string& owner,
+                                           TimePoint now, TimePoint lease_until) = 0;
+
   // Extends to `lease_until` every lease `owner` still holds at `now` on an unfinished instance
   // (lease_until > now) that expires at `renew_before` or earlier; later ones have time left
   // and are left alone (most instances end long before their first lease does). A lease that

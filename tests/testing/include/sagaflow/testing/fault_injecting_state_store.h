@@ -126,6 +126,10 @@ class FaultInjectingStateStore final : public engine::StateStore {
                                                TimePoint now, TimePoint lease_until) override {
     return base_.ClaimInstance(id, owner, now, lease_until);
   }
+  Result<engine::InstanceRecord> ClaimIdle(const InstanceId& id, const std::string& owner,
+                                           TimePoint now, TimePoint lease_until) override {
+    return base_.ClaimIdle(id, owner, now, lease_until);
+  }
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
                                   TimePoint renew_before, TimePoint lease_until) override {
     return base_.RenewLeases(owner, now, renew_before, lease_until);

@@ -47,6 +47,8 @@ class MemoryStateStore final : public engine::StateStore {
                                                TimePoint lease_until, std::size_t limit) override;
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) override;
+  Result<engine::InstanceRecord> ClaimIdle(const InstanceId& id, const std::string& owner,
+                                           TimePoint now, TimePoint lease_until) override;
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
                                   TimePoint renew_before, TimePoint lease_until) override;
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override;
@@ -76,6 +78,8 @@ class MemoryStateStore final : public engine::StateStore {
   };
   Shard& ShardFor(const InstanceId& id);
   const Shard& ShardFor(const InstanceId& id) const;
+  Result<engine::InstanceRecord> Claim(const InstanceId& id, const std::string& owner,
+                                       TimePoint now, TimePoint lease_until, bool idle_only);
   // Adds `record` to its shard; kAlreadyExists when the id is taken.
   Result<InstanceId> Insert(const engine::InstanceRecord& record);
   // The business keys of dropped instances, to free once the shard's lock is released.

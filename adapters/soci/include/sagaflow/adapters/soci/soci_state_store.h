@@ -98,6 +98,8 @@ class SociStateStore final : public engine::StateStore {
                                                TimePoint lease_until, std::size_t limit) override;
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) override;
+  Result<engine::InstanceRecord> ClaimIdle(const InstanceId& id, const std::string& owner,
+                                           TimePoint now, TimePoint lease_until) override;
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
                                   TimePoint renew_before, TimePoint lease_until) override;
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override;
@@ -116,6 +118,8 @@ class SociStateStore final : public engine::StateStore {
   explicit SociStateStore(std::unique_ptr<Impl> impl);
 
  private:
+  Result<engine::InstanceRecord> Claim(const InstanceId& id, const std::string& owner,
+                                       TimePoint now, TimePoint lease_until, bool idle_only);
   std::unique_ptr<Impl> impl_;
 };
 
