@@ -1,20 +1,26 @@
 // The engine process of the crash test (tests/crash/crash_test.py), and its checker.
 //
 //   crash_driver load   --db URL --flow FILE --first K --count N [--window W] [--log FILE]
-//                       [--lease-ms L]
+//                       [--lease-ms L] [--wait-ms W] [--calls FILE]
 //     Starts instances K..K+N-1 of the flow (business keys "order-<i>") on a durable store and
 //     runs them until all finished or the process is killed. Each start the store acknowledged
 //     is appended to --log (one business key per line) before anything else happens to it, so
 //     the checker knows which instances must exist. The tasks take a little time (so that kills
 //     land in the middle of steps) and the carrier fails for every fifth order (so that
 //     compensations are in flight too). Every 500 ms it also claims and resumes instances whose
-//     lease expired (those of earlier, killed rounds), as a long-running engine does.
+//     lease expired (those of earlier, killed rounds), as a long-running engine does. With
+//     --wait-ms, each order's input also carries "pickNotBefore", a time up to W ms after its
+//     start, for the Wait of tests/crash/order_fulfill_wait.json; async steps run on the
+//     in-process dispatcher. With --calls, every task invocation appends "pid key attempt" to
+//     FILE.
 //
 //   crash_driver verify --db URL --log FILE [--expect-at-least N]
 //     Checks the store after recovery: every acknowledged start has its instance; every
 //     instance is finished, and either succeeded or was compensated; no state execution appears
 //     twice (an idempotency key is recorded once per instance), and every execution that is
-//     not running has an end time. Prints a JSON summary; exits 1 on the first violation class
+//     not running has an end time. With --after-wait STATE: no execution of STATE started before
+//     its instance's "pickNotBefore" (no Wait fired early). With --calls FILE: no engine process
+//     invoked the same attempt of a step twice (a repeat is allowed only after a kill). Prints a JSON summary; exits 1 on the first violation class
 //     found (after printing them all).
 
 #include <fcntl.h>
@@ -28,6 +34,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -36,6 +43,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "sagaflow/adapters/memory/in_process_dispatcher.h"
 #include "sagaflow/adapters/soci/soci_state_store.h"
 #include "sagaflow/common/clock.h"
 #include "sagaflow/engine/executor.h"
@@ -73,8 +81,16 @@ long Number(const std::map<std::string, std::string>& flags, const std::string& 
   return it == flags.end() ? dflt : std::stol(it->second);
 }
 
+int calls_log = -1;  // --calls: one line per task invocation
+
 // Busy for a random 0-400 µs (a service call), without sleeping the worker for long.
-void Work(const std::string& key) {
+void Work(const TaskContext& ctx) {
+  const std::string& key = ctx.idempotency_key();
+  if (calls_log >= 0) {
+    const std::string line = std::to_string(::getpid()) + " " + key + " " +
+                             std::to_string(ctx.attempt()) + "\n";
+    if (::write(calls_log, line.data(), line.size()) < 0) std::_Exit(1);
+  }
   std::size_t h = std::hash<std::string>{}(key);
   std::this_thread::sleep_for(std::chrono::microseconds(h % 400));
 }
@@ -86,12 +102,12 @@ void RegisterTasks(TaskRegistry& registry) {
                            "wmsSageService.pickGoodsCompensate",
                            "tmsSagaService.sendOutCompensate"}) {
     registry.add(name, [](TaskContext& ctx, const Json&) -> Json {
-      Work(ctx.idempotency_key());
+      Work(ctx);
       return true;
     });
   }
   registry.add("tmsSagaService.sendOut", [](TaskContext& ctx, const Json& args) -> Json {
-    Work(ctx.idempotency_key());
+    Work(ctx);
     const std::string order = args.at(0).value("orderId", "");
     if (!order.empty() && std::stol(order) % 5 == 0) {
       throw TaskError("CarrierUnavailable", "carrier down for order " + order);
@@ -106,10 +122,18 @@ int Load(const std::map<std::string, std::string>& flags) {
   const long count = Number(flags, "count", 1000);
   const long window = Number(flags, "window", 256);
   const long lease_ms = Number(flags, "lease-ms", 2000);
+  const long wait_ms = Number(flags, "wait-ms", 0);
   auto loaded = statelang::LoadStateMachineFile(Need(flags, "flow"));
   if (!loaded.ok()) {
     std::cerr << loaded.Describe(Need(flags, "flow"));
     return 2;
+  }
+  if (auto it = flags.find("calls"); it != flags.end()) {
+    calls_log = ::open(it->second.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (calls_log < 0) {
+      std::perror("open --calls");
+      return 2;
+    }
   }
   int log = -1;
   if (auto it = flags.find("log"); it != flags.end()) {
@@ -134,8 +158,10 @@ int Load(const std::map<std::string, std::string>& flags) {
   std::condition_variable cv;
   engine::Executor* exec = nullptr;
   std::function<void()> start_next;
+  adapters::InProcessDispatcher dispatcher(registry, clock, {.threads = 2});
   engine::ExecutorOptions options;
   options.workers = 2;
+  options.dispatcher = &dispatcher;
   options.lease_ttl = std::chrono::milliseconds(lease_ms);
   // Like a long-running engine: also take over what earlier (killed) rounds left behind.
   options.recover_every = std::chrono::milliseconds(500);
@@ -156,6 +182,11 @@ int Load(const std::map<std::string, std::string>& flags) {
   // key makes the retry idempotent).
   std::function<void(long)> start_order = [&](long i) {
     Json input = {{"receiveFulfillRequest", {{"orderId", std::to_string(i)}, {"userId", "u"}}}};
+    if (wait_ms > 0) {
+      const auto after = std::chrono::milliseconds(
+          static_cast<long>(std::hash<long>{}(i * 7919) % static_cast<std::size_t>(wait_ms)));
+      input["pickNotBefore"] = FormatTime(clock.Now() + after);
+    }
     engine::StartOptions start;
     start.business_key = "order-" + std::to_string(i);
     exec->StartInstanceAsync(
@@ -211,6 +242,8 @@ int Verify(const std::map<std::string, std::string>& flags) {
     std::cerr << "error: " << list.status().ToString() << "\n";
     return 1;
   }
+  const std::string after_wait = flags.count("after-wait") ? flags.at("after-wait") : "";
+  long waited = 0;
   std::map<std::string, std::vector<std::string>> problems;
   std::map<std::string, long> outcomes;
   std::set<std::string> keys;
@@ -235,9 +268,26 @@ int Verify(const std::map<std::string, std::string>& flags) {
         r->compensation_status != engine::RunStatus::kSucceeded) {
       problems["neither succeeded nor compensated"].push_back(s.id.str() + " " + outcome);
     }
+    std::optional<TimePoint> not_before;
+    if (!after_wait.empty() && r->input->contains("pickNotBefore")) {
+      std::optional<TimePoint> t = ParseTime(r->input->at("pickNotBefore").get<std::string>());
+      if (!t) {
+        problems["unreadable pickNotBefore"].push_back(s.id.str());
+      } else {
+        not_before = *t;
+      }
+    }
     std::set<std::string> seen;
     for (const engine::StateExecution& e : r->executions) {
       ++executions;
+      if (not_before && e.state.str() == after_wait) {
+        ++waited;
+        if (e.started_at < *not_before) {
+          problems["Wait fired early"].push_back(s.id.str() + " " + e.state.str() + " at " +
+                                                 FormatTime(e.started_at) + " < " +
+                                                 FormatTime(*not_before));
+        }
+      }
       if (!seen.insert(e.idempotency_key).second) {
         problems["execution recorded twice"].push_back(s.id.str() + " " + e.idempotency_key);
       }
@@ -247,6 +297,18 @@ int Verify(const std::map<std::string, std::string>& flags) {
       }
       if (e.status == engine::RunStatus::kRunning) {
         problems["execution left running"].push_back(s.id.str() + " " + e.state.str());
+      }
+    }
+  }
+  long calls = 0;
+  if (auto it = flags.find("calls"); it != flags.end()) {
+    std::ifstream in(it->second);
+    std::set<std::string> seen_calls;
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      ++calls;
+      if (!seen_calls.insert(line).second) {
+        problems["step invoked twice by one engine"].push_back(line);
       }
     }
   }
@@ -261,6 +323,8 @@ int Verify(const std::map<std::string, std::string>& flags) {
   Json summary = {{"instances", list->size()},
                   {"acknowledged", acknowledged.size()},
                   {"executions", executions},
+                  {"after_wait", waited},
+                  {"calls", calls},
                   {"outcomes", outcomes}};
   Json bad = Json::object();
   for (const auto& [kind, list_of] : problems) {

@@ -74,6 +74,9 @@ def main():
     p.add_argument("--count", type=int, default=1500)
     p.add_argument("--pg-restart", help="scripts/postgres.sh, to restart the server mid-run")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--wait-ms", type=int, default=0,
+                   help="each order waits up to this long (a flow with a Wait on pickNotBefore)")
+    p.add_argument("--after-wait", help="the state after the Wait: verify none ran early")
     args = p.parse_args()
 
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
@@ -81,6 +84,7 @@ def main():
     log(f"seed {seed} (rerun with --seed {seed})")
     work = tempfile.mkdtemp(prefix="sagaflow_crash_")
     keys_log = os.path.join(work, "acknowledged.txt")
+    calls_log = os.path.join(work, "calls.txt")
     pg_base = None
     database = None
     try:
@@ -104,7 +108,8 @@ def main():
         for r in range(args.rounds):
             cmd = [args.driver, "load", "--db", url, "--flow", args.flow,
                    "--first", str(r * args.count), "--count", str(args.count),
-                   "--window", "256", "--log", keys_log, "--lease-ms", "2000"]
+                   "--window", "256", "--log", keys_log, "--lease-ms", "2000",
+                   "--wait-ms", str(args.wait_ms), "--calls", calls_log]
             # To a file, not a pipe: a pipe nobody reads would block the engine's logging.
             out_path = os.path.join(work, f"round{r}.log")
             out_file = open(out_path, "w")
@@ -152,15 +157,18 @@ def main():
             raise SystemExit(f"FAIL: recover exited {rec.returncode}:\n{rec.stderr[-4000:]}")
         log(f"recover finished {time.monotonic() - kill_time:.2f} s after the last kill")
 
-        ver = run([args.driver, "verify", "--db", url, "--log", keys_log,
-                   "--expect-at-least", str(max(1, started))], timeout=600)
+        ver_cmd = [args.driver, "verify", "--db", url, "--log", keys_log,
+                   "--expect-at-least", str(max(1, started)), "--calls", calls_log]
+        if args.after_wait:
+            ver_cmd += ["--after-wait", args.after_wait]
+        ver = run(ver_cmd, timeout=600)
         log(ver.stdout)
         if ver.returncode != 0:
             log(ver.stderr[-4000:])
             raise SystemExit("FAIL: the store is not consistent after recovery")
         summary = json.loads(ver.stdout)
         log(f"PASS: {summary['instances']} instances, {summary['acknowledged']} acknowledged "
-            f"starts, outcomes {summary['outcomes']}")
+            f"starts, outcomes {summary['outcomes']}, {summary['after_wait']} steps after a Wait")
         return 0
     finally:
         if database and pg_base:
