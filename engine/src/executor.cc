@@ -3,7 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <future>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -278,21 +279,18 @@ Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMach
 
 Result<InstanceId> Executor::StartInstance(const std::shared_ptr<const StateMachine>& machine,
                                            SharedJson input, const StartOptions& options) {
-  Impl& m = *impl_;
-  if (m.store.asynchronous()) {
-    std::promise<Result<InstanceId>> done;
-    auto result = done.get_future();
-    StartInstanceAsync(machine, std::move(input), options,
-                       [&done](Result<InstanceId> id) { done.set_value(std::move(id)); });
-    return result.get();
-  }
-  SAGAFLOW_ASSIGN_OR_RETURN(std::shared_ptr<Live> live,
-                            m.NewLive(machine, std::move(input), options));
-  m.driver.DecideFirstStep(*live);
-  SAGAFLOW_ASSIGN_OR_RETURN(InstanceId stored_id, m.store.CreateInstance(live->record));
-  if (stored_id != live->record.id) return stored_id;  // a repeat with the same business key
-  m.driver.Launch(std::move(live));
-  return stored_id;
+  // Waits on the caller's stack: with a store that completes at once, starting stays a call.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<Result<InstanceId>> outcome;
+  StartInstanceAsync(machine, std::move(input), options, [&](Result<InstanceId> id) {
+    std::lock_guard lock(mu);
+    outcome = std::move(id);
+    cv.notify_one();
+  });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return outcome.has_value(); });
+  return std::move(*outcome);
 }
 
 void Executor::StartInstanceAsync(const std::shared_ptr<const StateMachine>& machine,
@@ -302,20 +300,14 @@ void Executor::StartInstanceAsync(const std::shared_ptr<const StateMachine>& mac
   auto live = m.NewLive(machine, std::move(input), options);
   if (!live.ok()) return started(live.status());
   m.driver.DecideFirstStep(**live);
-  if (!m.store.asynchronous()) {
-    Result<InstanceId> id = m.store.CreateInstance((*live)->record);
-    if (id.ok() && *id == (*live)->record.id) m.driver.Launch(std::move(live).value());
-    return started(std::move(id));
-  }
   const InstanceRecord& record = (*live)->record;
   m.driver.BeginStoreCall();
-  m.store.CreateInstanceAsync(
-      record, [&m, live = std::move(live).value(),
-               started = std::move(started)](Result<InstanceId> id) mutable {
-        if (id.ok() && *id == live->record.id) m.driver.Launch(std::move(live));
-        started(std::move(id));
-        m.driver.EndStoreCall();
-      });
+  m.store.Create(record, [&m, live = std::move(live).value(),
+                          started = std::move(started)](Result<InstanceId> id) mutable {
+    if (id.ok() && *id == live->record.id) m.driver.Launch(std::move(live));
+    started(std::move(id));
+    m.driver.EndStoreCall();
+  });
 }
 
 Result<InstanceRecord> Executor::Await(const InstanceId& id, Duration timeout) {
@@ -428,7 +420,7 @@ Result<InstanceRecord> Executor::Operate(Operation op, const InstanceId& id, con
     unreserve();
     live->record.lease_until = now;
     live->record.updated_at = now;
-    Status released = m.store.WriteInstance(InstanceWrite{&live->record, {}, false});
+    Status released = m.store.Write(WriteBatch::Of(live->record, {}, false));
     if (!first.ok()) return first.status();
     SAGAFLOW_RETURN_IF_ERROR(released);
     return live->record;

@@ -44,7 +44,7 @@ std::size_t LiveTable::size() const {
 // --- The driver --------------------------------------------------------------------------------
 
 InstanceDriver::InstanceDriver(DriverParts parts)
-    : p_(std::move(parts)), async_store_(p_.store.asynchronous()) {}
+    : p_(std::move(parts)) {}
 
 ExecutorStats InstanceDriver::stats() const {
   return ExecutorStats{events_ignored_.load(), late_results_.load(), dispatched_.load(),
@@ -326,15 +326,6 @@ bool InstanceDriver::PrepareWrite(Live& live, const Step& step, TimePoint now) {
   return true;
 }
 
-Status InstanceDriver::Persist(Live& live, const Step& step, TimePoint now) {
-  const bool header = PrepareWrite(live, step, now);
-  Status s = p_.store.WriteInstance(InstanceWrite{&live.record, step.changed_executions,
-                                                  step.context_changed, header, step.context_keys,
-                                                  live.stored_executions, live.parking});
-  if (s.ok()) Stored(live);
-  return s;
-}
-
 void InstanceDriver::Stored(Live& live) {
   live.write_backoff = Duration::zero();
   live.header_dirty = false;
@@ -370,18 +361,81 @@ InstanceDriver::Refusal InstanceDriver::Refused(Live& live, const Status& status
   return Refusal::kRetry;
 }
 
-void InstanceDriver::Submit(std::shared_ptr<Live> live, Step step, TimePoint now) {
+WriteBatch InstanceDriver::BatchFor(const Live& live, const Step& step, bool header) const {
+  const InstanceRecord& r = live.record;
+  WriteBatch batch;
+  batch.instance = r.id;
+  batch.owner = r.owner;
+  batch.updated_at = r.updated_at;
+  batch.compensation_status = r.compensation_status;
+  batch.cursor = r.cursor;
+  if (header) {
+    batch.header = HeaderOf(r);
+    batch.header->release_owner = live.parking;
+  }
+  for (int id : step.changed_executions) {
+    const StateExecution& e = r.executions[static_cast<std::size_t>(id)];
+    if (id < live.stored_executions) {
+      batch.progress.push_back(ExecutionProgress::Of(e));
+    } else {
+      batch.new_executions.push_back(e);
+    }
+  }
+  if (step.context_changed) {
+    batch.context = r.context;
+    batch.changed_keys = step.context_keys;
+  }
+  return batch;
+}
+
+namespace {
+// The write a thread is making, so that a completion called inside Apply (a store that
+// completes at once) is told from one called later on another thread.
+struct InlineWrite {
+  bool completed = false;
+  Status status;
+};
+thread_local InlineWrite* t_inline_write = nullptr;
+}  // namespace
+
+bool InstanceDriver::Store(std::shared_ptr<Live>& live, Step& step, TimePoint now) {
   Live& l = *live;
   const bool header = PrepareWrite(l, step, now);
+  WriteBatch batch = BatchFor(l, step, header);
+  // Kept for the completion, which acts on it when it comes later.
   l.pending = std::move(step);
+  InlineWrite here;
+  InlineWrite* const token = &here;
+  InlineWrite* const outer = t_inline_write;
+  t_inline_write = token;
   BeginStoreCall();
-  p_.store.WriteInstanceAsync(
-      InstanceWrite{&l.record, l.pending->changed_executions, l.pending->context_changed, header,
-                    l.pending->context_keys, l.stored_executions, l.parking},
-      [this, live = std::move(live)](Status status) mutable {
-        OnWritten(std::move(live), std::move(status));
-        EndStoreCall();
-      });
+  p_.store.Apply(std::move(batch), [this, live, token](Status status) mutable {
+    if (t_inline_write == token) {
+      // Completed within Apply, on the driving thread: the caller goes on in place.
+      token->completed = true;
+      token->status = std::move(status);
+    } else {
+      OnWritten(std::move(live), std::move(status));
+    }
+    EndStoreCall();
+  });
+  t_inline_write = outer;
+  // Completing later, on the store's thread: `live` is no longer this thread's to touch.
+  if (!here.completed) return false;
+  step = std::move(*l.pending);
+  l.pending.reset();
+  if (here.status.ok()) {
+    Stored(l);
+    return true;
+  }
+  if (Refused(l, here.status) == Refusal::kLost) {
+    Finish(live, std::move(here.status));
+    return false;
+  }
+  l.pending = std::move(step);
+  if (p_.stop.stop_requested()) return false;
+  p_.timers.Add(now + l.write_backoff, Work{live, WorkKind::kPending, {}, -1, 0});
+  return false;
 }
 
 void InstanceDriver::OnWritten(std::shared_ptr<Live> live, Status status) {
@@ -554,17 +608,9 @@ void InstanceDriver::Drive(std::shared_ptr<Live> live, Step step, bool stored, T
       if (!next_event()) return;
       continue;
     }
-    if (!stored) {
-      if (async_store_) return Submit(std::move(live), std::move(step), now);
-      Status written = Persist(l, step, now);
-      if (!written.ok()) {
-        if (Refused(l, written) == Refusal::kLost) return Finish(live, std::move(written));
-        l.pending = std::move(step);
-        if (p_.stop.stop_requested()) return;
-        p_.timers.Add(now + l.write_backoff, Work{live, WorkKind::kPending, {}, -1, 0});
-        return;
-      }
-    }
+    // Nothing is acted on until it is stored; a write that completes later goes on from
+    // OnWritten.
+    if (!stored && !Store(live, step, now)) return;
     stored = false;
     const Decision& d = step.decision;
     // Further invocations decided in the same step run apart (several in flight).

@@ -108,8 +108,13 @@ class InstanceDriver {
   // What the write of `step` carries besides the step's changes (time, lease); returns whether
   // it must store the whole header, and sets live.parking.
   bool PrepareWrite(Live& live, const Step& step, TimePoint now);
-  Status Persist(Live& live, const Step& step, TimePoint now);
-  void Submit(std::shared_ptr<Live> live, Step step, TimePoint now);
+  // The batch that stores `step`'s changes to live.record.
+  WriteBatch BatchFor(const Live& live, const Step& step, bool header) const;
+  // Stores `step`. True when it is stored already (the store completed at once): the caller
+  // acts on it. False when the write completes later (OnWritten acts on it then) or was
+  // refused (retried after a backoff, or the instance lost): the caller lets go of `live`.
+  bool Store(std::shared_ptr<Live>& live, Step& step, TimePoint now);
+  // A write that completed on the store's thread.
   void OnWritten(std::shared_ptr<Live> live, Status status);
   void Stored(Live& live);
   enum class Refusal { kRetry, kLost };
@@ -128,7 +133,6 @@ class InstanceDriver {
   void Finish(const std::shared_ptr<Live>& live, Status status);
 
   DriverParts p_;
-  const bool async_store_;
 
   std::atomic<std::size_t> store_calls_{0};
   std::atomic<std::size_t> tasks_out_{0};

@@ -23,7 +23,7 @@ using engine::ExecutionKind;
 using engine::InstanceFilter;
 using engine::InstanceRecord;
 using engine::InstanceSummary;
-using engine::InstanceWrite;
+using engine::WriteBatch;
 using engine::RunStatus;
 using engine::StateExecution;
 using ::sagaflow::testing::IsOk;
@@ -103,7 +103,7 @@ TEST(MemoryStateStoreTest, UnknownAndDuplicateInstances) {
   MemoryStateStore store;
   EXPECT_THAT(store.LoadInstance(InstanceId("nope")), StatusIs(StatusCode::kNotFound));
   InstanceRecord r = MakeRecord("i1");
-  EXPECT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true}), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store.Write(WriteBatch::Of(r, {}, true)), StatusIs(StatusCode::kNotFound));
   ASSERT_THAT(store.CreateInstance(r), IsOk());
   EXPECT_THAT(store.CreateInstance(r), StatusIs(StatusCode::kAlreadyExists));
   EXPECT_EQ(store.instance_count(), 1u);
@@ -119,7 +119,7 @@ TEST(MemoryStateStoreTest, WriteAppliesHeaderListedExecutionsAndFlaggedContext) 
   r.cursor.active_execution = 1;
   r.updated_at = At(10);
   r.context = Json{{"orderId", "1001"}, {"aResult", true}};
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {0, 1}, false}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {0, 1}, false)), IsOk());
 
   Result<InstanceRecord> loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
@@ -142,7 +142,7 @@ TEST(MemoryStateStoreTest, WriteAppliesHeaderListedExecutionsAndFlaggedContext) 
   r.error_message = "fulfilment failed";
   r.ended_at = At(12);
   r.cursor.phase = engine::Phase::kFinished;
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {1}, true}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {1}, true)), IsOk());
 
   loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
@@ -167,6 +167,12 @@ engine::ContextKeys OutputKeys(std::initializer_list<std::string> keys) {
   return out;
 }
 
+// A batch writing the whole context and naming the keys in which it changed.
+WriteBatch WithKeys(WriteBatch batch, const engine::ContextKeys* keys) {
+  batch.changed_keys = keys;
+  return batch;
+}
+
 TEST(MemoryStateStoreTest, AWriteNamingItsContextKeysStoresThoseKeys) {
   MemoryStateStore store;
   InstanceRecord r = MakeRecord("i1");
@@ -175,22 +181,22 @@ TEST(MemoryStateStoreTest, AWriteNamingItsContextKeysStoresThoseKeys) {
   const engine::ContextKeys b = OutputKeys({"bResult"});
 
   r.context = Json{{"orderId", "1001"}, {"aResult", true}};  // aMissing did not render
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false, &a}), IsOk());
+  ASSERT_THAT(store.Write(WithKeys(WriteBatch::Of(r, {}, true, false), &a)), IsOk());
   r.context = Json{{"orderId", "1001"}, {"aResult", true}, {"bResult", Json{{"n", 1}}}};
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false, &b}), IsOk());
+  ASSERT_THAT(store.Write(WithKeys(WriteBatch::Of(r, {}, true, false), &b)), IsOk());
   Result<InstanceRecord> loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->context, r.context);
 
   // The keys set again, then a whole-context write (an operation's patch) replacing them.
   r.context = Json{{"orderId", "1001"}, {"aResult", false}, {"bResult", Json{{"n", 1}}}};
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false, &a}), IsOk());
+  ASSERT_THAT(store.Write(WithKeys(WriteBatch::Of(r, {}, true, false), &a)), IsOk());
   ASSERT_THAT(store.ClaimInstance(r.id, "", At(0), At(0)), IsOk());
   loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->context, r.context);
   r.context = Json{{"patched", 1}};
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true, false}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {}, true, false)), IsOk());
   loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->context, (Json{{"patched", 1}}));
@@ -209,7 +215,7 @@ TEST(MemoryStateStoreTest, KeepsTheMostRecentlyFinishedInstancesAndEveryUnfinish
   for (int i = 0; i < 200; i += 2) {
     records[i].cursor.phase = engine::Phase::kFinished;
     records[i].status = RunStatus::kSucceeded;
-    ASSERT_THAT(store.WriteInstance(InstanceWrite{&records[i], {}, true}), IsOk());
+    ASSERT_THAT(store.Write(WriteBatch::Of(records[i], {}, true)), IsOk());
   }
   std::size_t finished_kept = 0;
   std::size_t dropped = 0;
@@ -245,10 +251,10 @@ TEST(MemoryStateStoreTest, AnInstanceRunningAgainIsNotDroppedForItsEarlierFinish
   InstanceRecord first = MakeRecord("first");
   ASSERT_THAT(store.CreateInstance(first), IsOk());
   first.cursor.phase = engine::Phase::kFinished;
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&first, {}, true}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(first, {}, true)), IsOk());
   // An operation runs it again: unfinished, it must stay however many others finish.
   first.cursor.phase = engine::Phase::kForward;
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&first, {}, true}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(first, {}, true)), IsOk());
   for (int i = 0; i < 300; ++i) {
     InstanceRecord r = MakeRecord("other" + std::to_string(i));
     r.cursor.phase = engine::Phase::kFinished;
@@ -266,7 +272,7 @@ TEST(MemoryStateStoreTest, TheBoundIsOnTheWholeStoreWhateverShardsTheIdsFallIn) 
     InstanceRecord r = MakeRecord(NewInstanceId().str());
     ASSERT_THAT(store.CreateInstance(r), IsOk());
     r.cursor.phase = engine::Phase::kFinished;
-    ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true}), IsOk());
+    ASSERT_THAT(store.Write(WriteBatch::Of(r, {}, true)), IsOk());
     ids.push_back(r.id);
   }
   EXPECT_EQ(store.instance_count(), 100u);
@@ -281,7 +287,7 @@ TEST(MemoryStateStoreTest, KeepingNoFinishedInstanceDropsThemAtOnce) {
   InstanceRecord r = MakeRecord("i1");
   ASSERT_THAT(store.CreateInstance(r), IsOk());
   r.cursor.phase = engine::Phase::kFinished;
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {}, true)), IsOk());
   EXPECT_THAT(store.LoadInstance(r.id), StatusIs(StatusCode::kNotFound));
   EXPECT_EQ(store.instance_count(), 0u);
 }
@@ -301,7 +307,7 @@ TEST(MemoryStateStoreTest, LaterWritesChangeOnlyAnExecutionsProgress) {
   InstanceRecord r = MakeRecord("i1");
   ASSERT_THAT(store.CreateInstance(r), IsOk());
   r.executions.push_back(MakeExecution(0, "A", Json::array({"first input"})));
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {0}, false)), IsOk());
 
   StateExecution& e = r.executions[0];
   e.attempts = 3;
@@ -312,7 +318,7 @@ TEST(MemoryStateStoreTest, LaterWritesChangeOnlyAnExecutionsProgress) {
   e.compensation_status = RunStatus::kUnknown;
   e.input = Json::array({"rewritten"});  // identity and input are fixed once written
   e.idempotency_key = "another key";
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {0}, false)), IsOk());
 
   Result<InstanceRecord> loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
@@ -336,8 +342,8 @@ TEST(MemoryStateStoreTest, FirstWriteListingAnExecutionFixesItsIdentity) {
   ASSERT_THAT(store.CreateInstance(r), IsOk());
   r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
   r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {1}, false}), IsOk());
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {1}, false)), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {0}, false)), IsOk());
 
   Result<InstanceRecord> loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
@@ -377,7 +383,7 @@ class MemoryStateStoreListTest : public ::testing::Test {
       r.ended_at = At(started + 10);
       r.cursor.phase = engine::Phase::kFinished;
     }
-    ASSERT_THAT(store_.WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
+    ASSERT_THAT(store_.Write(WriteBatch::Of(r, {}, false)), IsOk());
   }
   std::vector<std::string> List(InstanceFilter filter) {
     Result<std::vector<InstanceSummary>> list = store_.ListInstances(filter);
@@ -535,7 +541,7 @@ TEST(MemoryStateStoreTest, ConcurrentWritersOnDifferentInstances) {
             r.cursor.phase = engine::Phase::kFinished;
             r.context = Json{{"thread", t}, {"instance", i}};
           }
-          if (!store.WriteInstance(InstanceWrite{&r, {step}, step == kSteps - 1}).ok()) {
+          if (!store.Write(WriteBatch::Of(r, {step}, step == kSteps - 1)).ok()) {
             ++failures;
           }
         }

@@ -30,7 +30,7 @@ namespace {
 
 using engine::DefinitionRecord;
 using engine::InstanceRecord;
-using engine::InstanceWrite;
+using engine::WriteBatch;
 using engine::Phase;
 using engine::RunStatus;
 using engine::StateExecution;
@@ -91,7 +91,7 @@ class CommitterGate {
     auto entered = std::make_shared<std::promise<void>>();
     std::future<void> entered_future = entered->get_future();
     // The callbacks hold their own references: the gate may be gone before they return.
-    store.CreateInstanceAsync(*first, [first, entered, opened](Result<InstanceId>) {
+    store.Create(*first, [first, entered, opened](Result<InstanceId>) {
       entered->set_value();
       opened.wait();
     });
@@ -99,7 +99,7 @@ class CommitterGate {
     for (const char* name : {"gate-2", "gate-3"}) {
       const std::uint64_t before = store.stats().batches;
       auto next = std::make_shared<InstanceRecord>(MakeRecord(name));
-      store.CreateInstanceAsync(*next, [next](Result<InstanceId>) {});
+      store.Create(*next, [next](Result<InstanceId>) {});
       while (store.stats().batches == before) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
@@ -149,7 +149,7 @@ TEST_P(SociStateStoreTest, ReopeningFindsEverything) {
     r.status = RunStatus::kSucceeded;
     r.cursor.phase = Phase::kFinished;
     r.context = Json{{"done", true}};
-    ASSERT_THAT(store->WriteInstance(InstanceWrite{&r, {0}, true}), IsOk());
+    ASSERT_THAT(store->Write(WriteBatch::Of(r, {0}, true)), IsOk());
   }
   std::unique_ptr<SociStateStore> store = Open();
   ASSERT_NE(store, nullptr);
@@ -286,7 +286,7 @@ TEST_P(SociStateStoreTest, MigrationThreeDropsTheExecutionsForeignKeyAndKeepsThe
   EXPECT_EQ(loaded->executions[1].input, (Json{{"b", 2}}));
   // And the table takes new rows.
   r.executions.push_back(MakeExecution(2, "C", Json::array()));
-  ASSERT_THAT(store->WriteInstance(InstanceWrite{&r, {2}, false}), IsOk());
+  ASSERT_THAT(store->Write(WriteBatch::Of(r, {2}, false)), IsOk());
   loaded = store->LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->executions.size(), 3u);
@@ -393,13 +393,13 @@ TEST_P(SociStateStoreTest, ARefusedItemDoesNotFailTheOthersOfItsBatch) {
   CommitterGate gate(*store);
   for (int i = 0; i < kInstances; ++i) {
     records[static_cast<std::size_t>(i)].status = RunStatus::kSucceeded;
-    store->WriteInstanceAsync(
-        InstanceWrite{&records[static_cast<std::size_t>(i)], {}, false},
+    store->Apply(
+        WriteBatch::Of(records[static_cast<std::size_t>(i)], {}, false),
         [&done, i](Status s) { done[static_cast<std::size_t>(i)].set_value(s); });
     if (i == 15) {
-      store->WriteInstanceAsync(InstanceWrite{&ghost, {}, false},
+      store->Apply(WriteBatch::Of(ghost, {}, false),
                                 [&done](Status s) { done[kInstances].set_value(s); });
-      store->CreateInstanceAsync(conflicting, [&conflict_done](Result<InstanceId> id) {
+      store->Create(conflicting, [&conflict_done](Result<InstanceId> id) {
         conflict_done.set_value(std::move(id));
       });
     }
@@ -445,13 +445,13 @@ TEST_P(SociStateStoreTest, RequestsOfOneInstanceInOneBatchApplyInOrder) {
   std::vector<std::promise<Status>> done(4);
   {
     CommitterGate gate(*store);
-    store->CreateInstanceAsync(created,
+    store->Create(created,
                                [&](Result<InstanceId> id) { done[0].set_value(id.status()); });
-    store->WriteInstanceAsync(InstanceWrite{&first, {0}, true},
+    store->Apply(WriteBatch::Of(first, {0}, true),
                               [&](Status s) { done[1].set_value(s); });
-    store->CreateInstanceAsync(other,
+    store->Create(other,
                                [&](Result<InstanceId> id) { done[2].set_value(id.status()); });
-    store->WriteInstanceAsync(InstanceWrite{&second, {0, 1}, false},
+    store->Apply(WriteBatch::Of(second, {0, 1}, false),
                               [&](Status s) { done[3].set_value(s); });
   }
   for (auto& d : done) EXPECT_THAT(d.get_future().get(), IsOk());
@@ -475,7 +475,7 @@ TEST_P(SociStateStoreTest, AWriteListingAnExecutionTheRecordLacksIsRefused) {
   ASSERT_THAT(store->CreateInstance(r), IsOk());
   r.status = RunStatus::kFailed;
   r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
-  EXPECT_THAT(store->WriteInstance(InstanceWrite{&r, {0, 3}, true}),
+  EXPECT_THAT(store->Write(WriteBatch::Of(r, {0, 3}, true)),
               StatusIs(StatusCode::kInvalidArgument, HasSubstr("execution 3")));
   Result<InstanceRecord> loaded = store->LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
@@ -494,23 +494,24 @@ TEST_P(SociStateStoreTest, StoredExecutionsGetTheirProgressUpdatedInPlace) {
   r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
   ASSERT_THAT(store->CreateInstance(r), IsOk());
 
-  // Execution 0 is stored (the hint says so): its progress changes; execution 1 is new.
+  // Execution 0 is stored: the batch carries its progress; execution 1 is new.
   r.executions[0].status = RunStatus::kSucceeded;
   r.executions[0].output = Json{{"done", true}};
   r.executions[0].ended_at = TimePoint(std::chrono::seconds(1'700'000'005));
   r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
-  InstanceWrite write{&r, {0, 1}, false};
-  write.stored_executions = 1;
-  ASSERT_THAT(store->WriteInstance(write), IsOk());
+  WriteBatch batch = WriteBatch::Of(r, {1}, false);
+  batch.progress.push_back(engine::ExecutionProgress::Of(r.executions[0]));
+  ASSERT_THAT(store->Write(batch), IsOk());
 
-  // Execution 1 said to be stored although no write ever stored it: inserted whole.
+  // Progress for an execution no batch stored: refused, and nothing of its batch applied.
   InstanceRecord other = MakeRecord("i2");
   ASSERT_THAT(store->CreateInstance(other), IsOk());
   other.executions.push_back(MakeExecution(0, "C", Json::array({"c"})));
   other.executions[0].status = RunStatus::kFailed;
-  InstanceWrite wrong{&other, {0}, false};
-  wrong.stored_executions = 1;
-  ASSERT_THAT(store->WriteInstance(wrong), IsOk());
+  other.cursor.current = 3;
+  WriteBatch wrong = WriteBatch::Of(other, {}, false);
+  wrong.progress.push_back(engine::ExecutionProgress::Of(other.executions[0]));
+  EXPECT_THAT(store->Write(wrong), StatusIs(StatusCode::kInvalidArgument));
 
   Result<InstanceRecord> loaded = store->LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
@@ -524,10 +525,8 @@ TEST_P(SociStateStoreTest, StoredExecutionsGetTheirProgressUpdatedInPlace) {
   EXPECT_EQ(loaded->executions[1].input, Json::array({"b"}));
   Result<InstanceRecord> loaded_other = store->LoadInstance(other.id);
   ASSERT_THAT(loaded_other, IsOk());
-  ASSERT_EQ(loaded_other->executions.size(), 1u);
-  EXPECT_EQ(loaded_other->executions[0].state, StateName("C"));
-  EXPECT_EQ(loaded_other->executions[0].status, RunStatus::kFailed);
-  EXPECT_EQ(loaded_other->executions[0].input, Json::array({"c"}));
+  EXPECT_TRUE(loaded_other->executions.empty());
+  EXPECT_NE(loaded_other->cursor.current, 3);
 }
 
 TEST_P(SociStateStoreTest, ARepeatedCreateOfTheSameInstanceReturnsItsId) {
@@ -553,7 +552,7 @@ TEST_P(SociStateStoreTest, DestructionDrainsTheQueue) {
     std::unique_ptr<SociStateStore> store = Open();
     ASSERT_NE(store, nullptr);
     for (auto& r : records) {
-      store->CreateInstanceAsync(r, [&](Result<InstanceId> id) {
+      store->Create(r, [&](Result<InstanceId> id) {
         if (id.ok()) ++ok;
         ++called;
       });
@@ -575,11 +574,11 @@ TEST_P(SociStateStoreTest, AfterStopWritesAreRefusedAndReadsWork) {
   ASSERT_THAT(store->CreateInstance(r), IsOk());
   store->Stop();
   store->Stop();  // idempotent
-  EXPECT_THAT(store->WriteInstance(InstanceWrite{&r, {}, false}),
+  EXPECT_THAT(store->Write(WriteBatch::Of(r, {}, false)),
               StatusIs(StatusCode::kFailedPrecondition, HasSubstr("stopped")));
   EXPECT_THAT(store->CreateInstance(MakeRecord("i2")), StatusIs(StatusCode::kFailedPrecondition));
   bool called = false;
-  store->WriteInstanceAsync(InstanceWrite{&r, {}, false}, [&](Status s) {
+  store->Apply(WriteBatch::Of(r, {}, false), [&](Status s) {
     called = true;
     EXPECT_THAT(s, StatusIs(StatusCode::kFailedPrecondition));
   });
@@ -593,7 +592,7 @@ TEST_P(SociStateStoreTest, ACallbackMayWriteSynchronously) {
   InstanceRecord first = MakeRecord("i1");
   InstanceRecord second = MakeRecord("i2");
   std::promise<Status> done;
-  store->CreateInstanceAsync(first, [&](Result<InstanceId> id) {
+  store->Create(first, [&](Result<InstanceId> id) {
     if (!id.ok()) {
       done.set_value(id.status());
       return;
@@ -605,7 +604,7 @@ TEST_P(SociStateStoreTest, ACallbackMayWriteSynchronously) {
       return;
     }
     second.status = RunStatus::kFailed;
-    done.set_value(store->WriteInstance(InstanceWrite{&second, {}, false}));
+    done.set_value(store->Write(WriteBatch::Of(second, {}, false)));
   });
   auto future = done.get_future();
   ASSERT_EQ(future.wait_for(seconds(20)), std::future_status::ready);
@@ -623,7 +622,7 @@ TEST_P(SociStateStoreTest, SmallBatchesStillCommitEverything) {
   for (int i = 0; i < kInstances; ++i) records.push_back(MakeRecord("i" + std::to_string(i)));
   std::vector<std::promise<Result<InstanceId>>> done(kInstances);
   for (int i = 0; i < kInstances; ++i) {
-    store->CreateInstanceAsync(records[static_cast<std::size_t>(i)],
+    store->Create(records[static_cast<std::size_t>(i)],
                                [&done, i](Result<InstanceId> id) {
                                  done[static_cast<std::size_t>(i)].set_value(std::move(id));
                                });
@@ -756,7 +755,7 @@ TEST_F(SqliteStoreTest, AWriteRefusedForALockIsUnavailableAndLeavesNothing) {
   r.status = RunStatus::kFailed;
   r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
   r.context = Json{{"changed", true}};
-  EXPECT_THAT(store.WriteInstance(InstanceWrite{&r, {0}, true}),
+  EXPECT_THAT(store.Write(WriteBatch::Of(r, {0}, true)),
               StatusIs(StatusCode::kUnavailable, HasSubstr("locked")));
   EXPECT_THAT(store.CreateInstance(MakeRecord("i2")), StatusIs(StatusCode::kUnavailable));
   // Readers are not blocked (WAL) and see nothing of the refused writes.
@@ -770,7 +769,7 @@ TEST_F(SqliteStoreTest, AWriteRefusedForALockIsUnavailableAndLeavesNothing) {
 
   ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(other);
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {0}, true}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {0}, true)), IsOk());
   loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->status, RunStatus::kFailed);
@@ -798,7 +797,7 @@ TEST_F(SqliteStoreTest, AWriteRefusedForAFullDiskIsUnavailableAndLeavesNothing) 
   // Far more than the log holds: the commit must grow it past the limit.
   r.context = Json{{"blob", std::string(4 << 20, 'x')}};
   r.status = RunStatus::kSucceeded;
-  const Status refused = store.WriteInstance(InstanceWrite{&r, {}, true});
+  const Status refused = store.Write(WriteBatch::Of(r, {}, true));
 
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
   std::signal(SIGXFSZ, previous);
@@ -809,7 +808,7 @@ TEST_F(SqliteStoreTest, AWriteRefusedForAFullDiskIsUnavailableAndLeavesNothing) 
   EXPECT_EQ(loaded->status, RunStatus::kRunning);
   EXPECT_EQ(loaded->context, (Json{{"orderId", "1001"}}));
 
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {}, true}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {}, true)), IsOk());
   loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->status, RunStatus::kSucceeded);
@@ -879,9 +878,8 @@ TEST_F(PostgresStoreTest, ParallelCommittersApplyEachInstancesWritesInOrder) {
   for (int k = 1; k <= kWrites; ++k) {
     for (int i = 0; i < kInstances; ++i) {
       const auto slot = static_cast<std::size_t>(i * kWrites + k - 1);
-      store.WriteInstanceAsync(
-          InstanceWrite{&versions[static_cast<std::size_t>(i)][static_cast<std::size_t>(k - 1)],
-                        {}, false, /*header=*/false},
+      store.Apply(
+          WriteBatch::Of(versions[static_cast<std::size_t>(i)][static_cast<std::size_t>(k - 1)], {}, false, false),
           [&done, slot](Status s) { done[slot].set_value(std::move(s)); });
     }
   }
@@ -914,11 +912,11 @@ TEST_F(PostgresStoreTest, SynchronousWritesFromCallbacksOfSeveralCommittersDoNot
   for (int i = 0; i < kInstances; ++i) {
     // The callback of instance i's write writes instance i+1 (another committer, mostly).
     const auto next = static_cast<std::size_t>((i + 1) % kInstances);
-    store.WriteInstanceAsync(
-        InstanceWrite{&firsts[static_cast<std::size_t>(i)], {}, false, false},
+    store.Apply(
+        WriteBatch::Of(firsts[static_cast<std::size_t>(i)], {}, false, false),
         [&, next, i](Status) {
           done[static_cast<std::size_t>(i)].set_value(
-              store.WriteInstance(InstanceWrite{&seconds[next], {}, false, false}));
+              store.Write(WriteBatch::Of(seconds[next], {}, false, false)));
         });
   }
   for (auto& d : done) {
@@ -940,7 +938,7 @@ TEST_F(PostgresStoreTest, AKilledConnectionFailsOneWriteAndTheNextReconnects) {
   r.status = RunStatus::kFailed;
   r.context = Json{{"changed", true}};
   r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
-  EXPECT_THAT(store.WriteInstance(InstanceWrite{&r, {0}, true}),
+  EXPECT_THAT(store.Write(WriteBatch::Of(r, {0}, true)),
               StatusIs(StatusCode::kUnavailable));
 
   // Reads reconnect by themselves; the refused write left nothing.
@@ -950,7 +948,7 @@ TEST_F(PostgresStoreTest, AKilledConnectionFailsOneWriteAndTheNextReconnects) {
   EXPECT_TRUE(loaded->executions.empty());
   EXPECT_EQ(loaded->context, (Json{{"orderId", "1001"}}));
 
-  ASSERT_THAT(store.WriteInstance(InstanceWrite{&r, {0}, true}), IsOk());
+  ASSERT_THAT(store.Write(WriteBatch::Of(r, {0}, true)), IsOk());
   loaded = store.LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   EXPECT_EQ(loaded->status, RunStatus::kFailed);
@@ -971,7 +969,7 @@ TEST_F(PostgresStoreTest, AnItemTheDatabaseRejectsFailsAlone) {
   std::vector<std::promise<Result<InstanceId>>> done(kInstances);
   CommitterGate gate(store);
   for (int i = 0; i < kInstances; ++i) {
-    store.CreateInstanceAsync(records[static_cast<std::size_t>(i)],
+    store.Create(records[static_cast<std::size_t>(i)],
                               [&done, i](Result<InstanceId> id) {
                                 done[static_cast<std::size_t>(i)].set_value(std::move(id));
                               });

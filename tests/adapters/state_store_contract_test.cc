@@ -30,8 +30,9 @@ using engine::DefinitionRecord;
 using engine::ExecutionKind;
 using engine::InstanceFilter;
 using engine::InstanceRecord;
+using engine::ExecutionProgress;
 using engine::InstanceSummary;
-using engine::InstanceWrite;
+using engine::WriteBatch;
 using engine::Phase;
 using engine::RunStatus;
 using engine::StateExecution;
@@ -140,7 +141,7 @@ class StateStoreContractTest : public ::testing::TestWithParam<std::string> {
     r.status = status;
     r.cursor.phase = Phase::kFinished;
     r.ended_at = r.updated_at;
-    ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
+    ASSERT_THAT(store().Write(WriteBatch::Of(r, {}, false)), IsOk());
   }
 
   // Creates instance `id` leased by `owner` until At(lease), finished or not.
@@ -389,7 +390,7 @@ TEST_P(StateStoreContractTest, AwkwardTextRoundTrips) {
   r.executions.push_back(MakeExecution(1, nasty, Json::array({"{", "}", ","})));
   r.context = Json{{"k", nasty}, {"empty", ""}};
   r.error_message = "\\";
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, true}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {0, 1}, true)), IsOk());
   Result<InstanceRecord> loaded = store().LoadInstance(r.id);
   ASSERT_THAT(loaded, IsOk());
   ExpectSameRecord(*loaded, r);
@@ -402,7 +403,7 @@ TEST_P(StateStoreContractTest, AwkwardTextRoundTrips) {
 TEST_P(StateStoreContractTest, UnknownAndDuplicateInstances) {
   EXPECT_THAT(store().LoadInstance(InstanceId("nope")), StatusIs(StatusCode::kNotFound));
   InstanceRecord r = MakeRecord("i1");
-  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {}, true}), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store().Write(WriteBatch::Of(r, {}, true)), StatusIs(StatusCode::kNotFound));
   Create(r);
   InstanceRecord other = MakeRecord("i1", "order_cancel", At(3), "", Json{{"other", true}});
   EXPECT_THAT(store().CreateInstance(other), StatusIs(StatusCode::kAlreadyExists));
@@ -526,7 +527,7 @@ TEST_P(StateStoreContractTest, ManyBusinessKeysFromTwoProcessesInOppositeOrders)
       StateStore& s = p == 0 ? store() : second;
       Latch done(kKeys);
       for (int k = 0; k < kKeys; ++k) {
-        s.CreateInstanceAsync(records[p][static_cast<std::size_t>(k)],
+        s.Create(records[p][static_cast<std::size_t>(k)],
                               [&, p, k](Result<InstanceId> id) {
                                 if (id.ok()) {
                                   got[p][static_cast<std::size_t>(k)] = id->str();
@@ -563,7 +564,7 @@ TEST_P(StateStoreContractTest, WriteAppliesHeaderListedExecutionsAndFlaggedConte
   r.updated_at = At(10);
   r.lease_until = At(2000);
   r.context = Json{{"orderId", "1001"}, {"aResult", true}};
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {0, 1}, false)), IsOk());
 
   InstanceRecord loaded = Load("i1");
   ASSERT_EQ(loaded.executions.size(), 2u);
@@ -588,7 +589,7 @@ TEST_P(StateStoreContractTest, WriteAppliesHeaderListedExecutionsAndFlaggedConte
   r.cursor.phase = Phase::kFinished;
   const TimePoint started = r.started_at;
   r.started_at = At(9);  // the creation's, stored by the create alone
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {1}, true}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {1}, true)), IsOk());
 
   loaded = Load("i1");
   EXPECT_EQ(loaded.started_at, started);
@@ -604,6 +605,100 @@ TEST_P(StateStoreContractTest, WriteAppliesHeaderListedExecutionsAndFlaggedConte
   EXPECT_EQ(loaded.executions[1].status, RunStatus::kFailed);
   EXPECT_EQ(loaded.executions[1].output, Json(false));
   EXPECT_THAT(loaded.executions[1].ended_at, Optional(At(11)));
+}
+
+// A batch is one value applied whole: one that cannot be applied leaves the instance as it was,
+// its header, cursor, context and every execution.
+TEST_P(StateStoreContractTest, ARefusedBatchAppliesNothing) {
+  InstanceRecord r = MakeRecord("i1");
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  Create(r);
+  const InstanceRecord before = Load("i1");
+
+  InstanceRecord next = r;
+  next.status = RunStatus::kFailed;
+  next.lease_until = At(5000);
+  next.cursor.active_execution = 1;
+  next.updated_at = At(77);
+  next.context = Json{{"changed", true}};
+  next.executions[0].status = RunStatus::kSucceeded;
+  next.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
+
+  // Progress for an execution the store does not have.
+  WriteBatch unstored = WriteBatch::Of(next, {1}, true);
+  unstored.progress.push_back(ExecutionProgress::Of(next.executions[0]));
+  unstored.progress.push_back(ExecutionProgress::Of(next.executions[1]));
+  unstored.progress.back().id = 7;
+  EXPECT_THAT(store().Write(unstored), StatusIs(StatusCode::kInvalidArgument, HasSubstr("7")));
+  // A new execution without a state (every state has a name).
+  WriteBatch nameless = WriteBatch::Of(next, {1}, true);
+  nameless.new_executions.back().state = StateName();
+  EXPECT_THAT(store().Write(nameless), StatusIs(StatusCode::kInvalidArgument, HasSubstr("1")));
+  // An id the record does not have: WriteBatch::Of keeps it so that the store names it.
+  EXPECT_THAT(store().Write(WriteBatch::Of(next, {0, 9}, true)),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("9")));
+
+  const InstanceRecord after = Load("i1");
+  EXPECT_EQ(after.status, before.status);
+  EXPECT_EQ(after.lease_until, before.lease_until);
+  EXPECT_EQ(after.updated_at, before.updated_at);
+  EXPECT_EQ(after.cursor.active_execution, before.cursor.active_execution);
+  EXPECT_EQ(after.context, before.context);
+  ASSERT_EQ(after.executions.size(), 1u);
+  EXPECT_EQ(after.executions[0].status, RunStatus::kRunning);
+
+  // The same changes as a well-formed batch: progress for the stored one, the new one whole.
+  WriteBatch good = WriteBatch::Of(next, {1}, true);
+  good.progress.push_back(ExecutionProgress::Of(next.executions[0]));
+  ASSERT_THAT(store().Write(good), IsOk());
+  const InstanceRecord applied = Load("i1");
+  EXPECT_EQ(applied.status, RunStatus::kFailed);
+  EXPECT_EQ(applied.lease_until, At(5000));
+  EXPECT_EQ(applied.context, (Json{{"changed", true}}));
+  ASSERT_EQ(applied.executions.size(), 2u);
+  EXPECT_EQ(applied.executions[0].status, RunStatus::kSucceeded);
+  EXPECT_EQ(applied.executions[0].input, Json::array({"a"}));
+  EXPECT_EQ(applied.executions[1].state, StateName("B"));
+}
+
+// The batch is the caller's no longer once handed over: what the store writes is what the batch
+// held then, whatever the caller does with its record afterwards; done comes exactly once.
+TEST_P(StateStoreContractTest, ABatchIsAValueAndCompletesOnce) {
+  InstanceRecord r = MakeRecord("i1");
+  Create(r);
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  r.context = Json{{"v", 1}};
+  r.updated_at = At(20);
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  Status outcome = Internal("not called");
+  store().Apply(WriteBatch::Of(r, {0}, true), [&](Status s) {
+    std::lock_guard lock(mu);
+    ++calls;
+    outcome = std::move(s);
+    cv.notify_all();
+  });
+  // Changed at once, before the write may have completed.
+  r.context = Json{{"v", 2}};
+  r.executions[0].input = Json::array({"changed"});
+  r.updated_at = At(21);
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return calls > 0; });
+  }
+  EXPECT_THAT(outcome, IsOk());
+  const InstanceRecord loaded = Load("i1");
+  EXPECT_EQ(loaded.context, (Json{{"v", 1}}));
+  EXPECT_EQ(loaded.updated_at, At(20));
+  ASSERT_EQ(loaded.executions.size(), 1u);
+  EXPECT_EQ(loaded.executions[0].input, Json::array({"a"}));
+  // A later write through the waiting form sees the first one applied.
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {}, true)), IsOk());
+  EXPECT_EQ(Load("i1").context, (Json{{"v", 2}}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(calls, 1);
 }
 
 TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCompensationStatus) {
@@ -625,7 +720,7 @@ TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCom
   w.cursor.sequences_issued = 7;
   w.context = Json{{"changed", true}};
   w.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&w, {0}, true, /*header=*/false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(w, {0}, true, false)), IsOk());
 
   InstanceRecord loaded = Load("i1");
   EXPECT_EQ(loaded.status, RunStatus::kRunning);
@@ -645,7 +740,7 @@ TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCom
 
   // Finishing is a write with the header: then nothing is left to recover or claim.
   w.cursor.phase = Phase::kFinished;
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&w, {}, false, /*header=*/true}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(w, {}, false)), IsOk());
   Result<engine::UnfinishedSummary> unfinished = store().Unfinished("me", At(6000));
   ASSERT_THAT(unfinished, IsOk());
   EXPECT_EQ(unfinished->unfinished, 0u);
@@ -653,7 +748,7 @@ TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCom
 
   // The lease is checked all the same.
   w.owner = "node-z";
-  EXPECT_THAT(store().WriteInstance(InstanceWrite{&w, {}, false, /*header=*/false}),
+  EXPECT_THAT(store().Write(WriteBatch::Of(w, {}, false, false)),
               StatusIs(StatusCode::kFailedPrecondition, HasSubstr("lease lost")));
 }
 
@@ -661,7 +756,7 @@ TEST_P(StateStoreContractTest, LaterWritesChangeOnlyAnExecutionsProgress) {
   InstanceRecord r = MakeRecord("i1");
   Create(r);
   r.executions.push_back(MakeExecution(0, "A", Json::array({"first input"})));
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {0}, false)), IsOk());
 
   StateExecution& e = r.executions[0];
   e.attempts = 3;
@@ -683,7 +778,7 @@ TEST_P(StateStoreContractTest, LaterWritesChangeOnlyAnExecutionsProgress) {
   e.epoch = 7;
   e.for_update = false;
   e.started_at = At(40);
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {0}, false)), IsOk());
 
   const StateExecution stored = Load("i1").executions.at(0);
   EXPECT_EQ(stored.attempts, 3);
@@ -710,7 +805,7 @@ TEST_P(StateStoreContractTest, LaterWritesChangeOnlyAnExecutionsProgress) {
   e.error.reset();
   e.compensation_status.reset();
   e.ended_at.reset();
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {0}, false)), IsOk());
   const StateExecution cleared = Load("i1").executions.at(0);
   EXPECT_FALSE(cleared.retry_at.has_value());
   EXPECT_FALSE(cleared.error.has_value());
@@ -726,7 +821,7 @@ TEST_P(StateStoreContractTest, WriteNeverChangesTheInstancesIdentityOrInput) {
   r.flow_hash = "ffff";
   r.business_key = "bk-2";
   r.input = Json{{"changed", true}};
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {}, false)), IsOk());
   InstanceRecord loaded = Load("i1");
   EXPECT_EQ(loaded.flow_name, "order_fulfill");
   EXPECT_EQ(loaded.flow_version, "1.0.0");
@@ -740,9 +835,9 @@ TEST_P(StateStoreContractTest, FirstWriteListingAnExecutionFixesItsIdentity) {
   Create(r);
   r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
   r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {1}, false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {1}, false)), IsOk());
   r.executions[1].input = Json::array({"changed"});
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {0, 1}, false)), IsOk());
 
   InstanceRecord loaded = Load("i1");
   ASSERT_EQ(loaded.executions.size(), 2u);
@@ -769,10 +864,10 @@ TEST_P(StateStoreContractTest, WriteFromAnotherOwnerIsRefusedAndWritesNothing) {
   r.context = Json{{"stale", true}};
   r.executions[0].status = RunStatus::kSucceeded;
   r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
-  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, true}),
+  EXPECT_THAT(store().Write(WriteBatch::Of(r, {0, 1}, true)),
               StatusIs(StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("lease lost"), HasSubstr("node-b"))));
-  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {0, 1}, false}),
+  EXPECT_THAT(store().Write(WriteBatch::Of(r, {0, 1}, false)),
               StatusIs(StatusCode::kFailedPrecondition, HasSubstr("lease lost")));
 
   InstanceRecord loaded = Load("i1");
@@ -789,7 +884,7 @@ TEST_P(StateStoreContractTest, WriteFromAnotherOwnerIsRefusedAndWritesNothing) {
   InstanceRecord mine = *taken;
   mine.status = RunStatus::kSucceeded;
   mine.lease_until = At(4000);
-  ASSERT_THAT(peer().WriteInstance(InstanceWrite{&mine, {}, false}), IsOk());
+  ASSERT_THAT(peer().Write(WriteBatch::Of(mine, {}, false)), IsOk());
   EXPECT_EQ(Load("i1").status, RunStatus::kSucceeded);
   EXPECT_EQ(Load("i1").lease_until, At(4000));
 }
@@ -836,12 +931,10 @@ TEST_P(StateStoreContractTest, AParkedInstanceHasNoOwnerAndIsDueAtItsWakeTime) {
 
   r.cursor.wake_at = At(500);
   r.lease_until = At(500);
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false, /*header=*/true, nullptr, -1,
-                                                  /*release_owner=*/true}),
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {}, false).Parking(r)),
               IsOk());
   sleeper.lease_until = TimePoint::max();
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&sleeper, {}, false, /*header=*/true, nullptr,
-                                                  -1, /*release_owner=*/true}),
+  ASSERT_THAT(store().Write(WriteBatch::Of(sleeper, {}, false).Parking(sleeper)),
               IsOk());
   InstanceRecord stored = Load("parked");
   EXPECT_EQ(stored.owner, "");
@@ -894,8 +987,7 @@ TEST_P(StateStoreContractTest, ParkingAnInstanceTakenOverIsRefused) {
   Create(r);
   ASSERT_THAT(*store().ClaimDue("node-b", At(100), At(200), 10), ElementsAre(InstanceId("taken")));
   r.lease_until = At(900);
-  EXPECT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false, /*header=*/true, nullptr, -1,
-                                                  /*release_owner=*/true}),
+  EXPECT_THAT(store().Write(WriteBatch::Of(r, {}, false).Parking(r)),
               StatusIs(StatusCode::kFailedPrecondition, HasSubstr("lease lost")));
   InstanceRecord stored = Load("taken");
   EXPECT_EQ(stored.owner, "node-b");
@@ -912,7 +1004,7 @@ TEST_P(StateStoreContractTest, AnExecutionsDeadlineIsStored) {
   EXPECT_EQ(Load("deadline").executions.at(0).deadline_at, At(42));
   r.executions[0].deadline_at.reset();
   r.executions[0].attempts = 2;
-  ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {0}, false, /*header=*/false}), IsOk());
+  ASSERT_THAT(store().Write(WriteBatch::Of(r, {0}, false, false)), IsOk());
   InstanceRecord stored = Load("deadline");
   EXPECT_FALSE(stored.executions.at(0).deadline_at.has_value());
   EXPECT_EQ(stored.executions.at(0).attempts, 2);
@@ -1107,7 +1199,7 @@ class StateStoreListTest : public StateStoreContractTest {
       r.compensation_status = RunStatus::kSucceeded;
       r.cursor.phase = Phase::kFinished;
     }
-    ASSERT_THAT(store().WriteInstance(InstanceWrite{&r, {}, false}), IsOk());
+    ASSERT_THAT(store().Write(WriteBatch::Of(r, {}, false)), IsOk());
   }
   std::vector<std::string> List(InstanceFilter filter) {
     Result<std::vector<InstanceSummary>> list = store().ListInstances(filter);
@@ -1183,7 +1275,7 @@ TEST_P(StateStoreContractTest, AsyncWritesFromManyThreadsCompleteOnceEach) {
       {
         Latch created(kInstancesPerThread);
         for (int i = 0; i < kInstancesPerThread; ++i) {
-          store().CreateInstanceAsync(records[static_cast<std::size_t>(i)],
+          store().Create(records[static_cast<std::size_t>(i)],
                                       [&, i](Result<InstanceId> id) {
                                         if (!id.ok()) ++failures;
                                         ++calls[slot(i, 0)];
@@ -1209,7 +1301,7 @@ TEST_P(StateStoreContractTest, AsyncWritesFromManyThreadsCompleteOnceEach) {
             r.cursor.phase = Phase::kFinished;
             r.context = Json{{"thread", t}, {"instance", i}};
           }
-          store().WriteInstanceAsync(InstanceWrite{&r, {step}, last}, [&, i, step](Status s) {
+          store().Apply(WriteBatch::Of(r, {step}, last), [&, i, step](Status s) {
             if (!s.ok()) ++failures;
             ++calls[slot(i, step + 1)];
             written.CountDown();

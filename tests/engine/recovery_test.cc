@@ -275,9 +275,10 @@ TEST_F(RecoveryTest, ARetryWaitingInBackoffResumesAtTheAttemptItReached) {
   fail_task_ = "svc.b";
   fail_ = 1;
   FaultInjectingStateStore watched(first_);
-  watched.AfterWrite([this](const InstanceWrite& w) {
-    const auto& e = w.record->executions;
-    if (!crashed_ && e.size() == 2 && e[1].retry_at) Crash(w.record->id);
+  watched.AfterWrite([this](const WriteBatch& b) {
+    for (const ExecutionProgress& p : b.progress) {
+      if (!crashed_ && p.id == 1 && p.retry_at) Crash(b.instance);
+    }
   });
   auto first = Engine(watched, "first");
   const TimePoint failed_at = clock_.Now();

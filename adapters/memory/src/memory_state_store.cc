@@ -77,7 +77,11 @@ Result<DefinitionRecord> MemoryStateStore::LoadDefinition(const std::string& nam
   return it->second;
 }
 
-Result<InstanceId> MemoryStateStore::CreateInstance(const InstanceRecord& record) {
+void MemoryStateStore::Create(const InstanceRecord& record, CreateDone done) {
+  done(CreateNow(record));
+}
+
+Result<InstanceId> MemoryStateStore::CreateNow(const InstanceRecord& record) {
   if (!record.business_key.empty()) {
     std::lock_guard lock(meta_mu_);
     auto [it, inserted] =
@@ -117,16 +121,22 @@ Result<InstanceId> MemoryStateStore::Insert(const InstanceRecord& record) {
   return record.id;
 }
 
-Status MemoryStateStore::WriteInstance(const engine::InstanceWrite& write) {
-  const InstanceRecord& src = *write.record;
-  Shard& shard = ShardFor(src.id);
+void MemoryStateStore::Apply(engine::WriteBatch batch, WriteDone done) {
+  done(ApplyNow(std::move(batch)));
+}
+
+Status MemoryStateStore::ApplyNow(engine::WriteBatch batch) {
+  Shard& shard = ShardFor(batch.instance);
   std::vector<DroppedKey> dropped;
   {
     std::lock_guard lock(shard.mu);
-    auto found = shard.instances.find(src.id);
-    if (found == shard.instances.end()) return NotFound("instance " + src.id.str() + " not found");
-    SAGAFLOW_RETURN_IF_ERROR(Apply(write, found->second));
-    if (write.header) dropped = AfterWrite(shard, found->second);
+    auto found = shard.instances.find(batch.instance);
+    if (found == shard.instances.end()) {
+      return NotFound("instance " + batch.instance.str() + " not found");
+    }
+    const bool header = batch.header.has_value();
+    SAGAFLOW_RETURN_IF_ERROR(ApplyTo(batch, found->second));
+    if (header) dropped = AfterWrite(shard, found->second);
   }
   FreeKeys(dropped);
   return Status::Ok();
@@ -141,60 +151,68 @@ InstanceRecord MemoryStateStore::Entry::Read() const {
   return out;
 }
 
-Status MemoryStateStore::Apply(const engine::InstanceWrite& write, Entry& entry) {
-  const InstanceRecord& src = *write.record;
+Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
   InstanceRecord& dst = entry.record;
-  if (dst.owner != src.owner) {
-    return FailedPrecondition("lease lost: instance " + src.id.str() + " is now owned by '" +
-                              dst.owner + "'");
+  if (dst.owner != batch.owner) {
+    return FailedPrecondition("lease lost: instance " + batch.instance.str() +
+                              " is now owned by '" + dst.owner + "'");
   }
-  if (write.header) {
-    dst.lease_until = src.lease_until;
-    dst.status = src.status;
-    dst.error = src.error;
-    dst.error_code = src.error_code;
-    dst.error_message = src.error_message;
-    dst.ended_at = src.ended_at;
-    if (write.release_owner) dst.owner.clear();
-  }
-  dst.compensation_status = src.compensation_status;
-  dst.updated_at = src.updated_at;
-  dst.cursor = src.cursor;
-  if (write.context_changed && write.context_keys != nullptr && src.context->is_object()) {
-    for (const auto& [key, value] : *write.context_keys) {
-      auto it = src.context->find(key);
-      if (it != src.context->end()) entry.overlay[key] = *it;
+  // Refusals first: nothing of a refused batch is applied.
+  for (const engine::StateExecution& e : batch.new_executions) {
+    if (e.id < 0 || e.state.empty()) {  // every state has a name
+      return InvalidArgument("instance " + batch.instance.str() + ": the batch writes execution " +
+                             std::to_string(e.id) + ", which has no state");
     }
-  } else if (write.context_changed) {
-    dst.context = src.context;  // shared, not copied
-    entry.overlay = nullptr;
   }
-  const std::size_t known = dst.executions.size();
-  if (known < src.executions.size()) {
-    if (dst.executions.capacity() < src.executions.capacity()) {
-      dst.executions.reserve(src.executions.capacity());
+  for (const engine::ExecutionProgress& p : batch.progress) {
+    if (p.id < 0 || static_cast<std::size_t>(p.id) >= dst.executions.size() ||
+        dst.executions[static_cast<std::size_t>(p.id)].state.empty()) {
+      return InvalidArgument("instance " + batch.instance.str() +
+                             ": the batch changes execution " + std::to_string(p.id) +
+                             ", which is not stored");
     }
-    dst.executions.resize(src.executions.size());
   }
-  for (int id : write.executions) {
-    const auto i = static_cast<std::size_t>(id);
-    const engine::StateExecution& from = src.executions[i];
-    engine::StateExecution& to = dst.executions[i];
-    if (i >= known || to.state.empty()) {  // first write listing it (every state has a name)
-      to = from;
-      continue;
+  if (batch.header) {
+    engine::InstanceHeader& h = *batch.header;
+    dst.lease_until = h.lease_until;
+    dst.status = h.status;
+    dst.error = std::move(h.error);
+    dst.error_code = std::move(h.error_code);
+    dst.error_message = std::move(h.error_message);
+    dst.ended_at = h.ended_at;
+    if (h.release_owner) dst.owner.clear();
+  }
+  dst.compensation_status = batch.compensation_status;
+  dst.updated_at = batch.updated_at;
+  dst.cursor = std::move(batch.cursor);
+  if (batch.context) {
+    const Json& context = batch.context->get();
+    if (batch.changed_keys != nullptr && context.is_object()) {
+      for (const auto& [key, value] : *batch.changed_keys) {
+        auto it = context.find(key);
+        if (it != context.end()) entry.overlay[key] = *it;
+      }
+    } else {
+      dst.context = std::move(*batch.context);  // shared, not copied
+      entry.overlay = nullptr;
     }
-    // An execution's identity and input never change once written: copy what progresses.
-    to.attempts = from.attempts;
-    to.status = from.status;
-    to.compensation_status = from.compensation_status;
-    to.superseded = from.superseded;
-    to.retry_counts = from.retry_counts;
-    to.retry_at = from.retry_at;
-    to.deadline_at = from.deadline_at;
-    to.output = from.output;
-    to.error = from.error;
-    to.ended_at = from.ended_at;
+  }
+  for (engine::StateExecution& e : batch.new_executions) {
+    const auto i = static_cast<std::size_t>(e.id);
+    if (i == dst.executions.size()) {
+      dst.executions.push_back(std::move(e));
+    } else if (i > dst.executions.size() || dst.executions[i].state.empty()) {
+      // Ahead of an execution not written yet (a batch applied out of order): the gap is held
+      // by empty executions, filled by the first batch that writes them.
+      if (i >= dst.executions.size()) dst.executions.resize(i + 1);
+      dst.executions[i] = std::move(e);
+    } else {
+      // Stored already: its identity and input never change once written.
+      engine::ExecutionProgress::Of(e).ApplyTo(dst.executions[i]);
+    }
+  }
+  for (const engine::ExecutionProgress& p : batch.progress) {
+    p.ApplyTo(dst.executions[static_cast<std::size_t>(p.id)]);
   }
   return Status::Ok();
 }

@@ -414,7 +414,7 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
       kProgressColumns.size());
 }
 
-void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out) {
+void BulkInstanceWriter::Apply(const std::vector<const WriteItem*>& items, std::vector<ItemOutcome>& out) {
   // A statement may touch an instance once (and its executions once), and requests of one
   // instance must apply in order: a request naming an instance already in the segment starts
   // the next segment.
@@ -422,11 +422,11 @@ void BulkInstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<
   in_segment.reserve(items.size());
   std::size_t first = 0;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    if (!in_segment.insert(items[i].record->id.str()).second) {
+    if (!in_segment.insert(items[i]->id.str()).second) {
       ApplySegment(items, first, i, out);
       first = i;
       in_segment.clear();
-      in_segment.insert(items[i].record->id.str());
+      in_segment.insert(items[i]->id.str());
     }
   }
   ApplySegment(items, first, items.size(), out);
@@ -444,17 +444,11 @@ void BulkInstanceWriter::AddProgress(const std::string& instance_id, const Execu
   PutProgressColumns(c, sink);
 }
 
-void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::size_t first,
+void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items, std::size_t first,
                                       std::size_t last, std::vector<ItemOutcome>& out) {
   if (first == last) return;
   Clear(execution_columns_);
   Clear(progress_columns_);
-
-  // Each item's columns: encoded by the submitting thread, or here when it did not.
-  std::vector<std::shared_ptr<const EncodedItem>> encoded(last - first);
-  for (std::size_t i = first; i < last; ++i) {
-    encoded[i - first] = items[i].encoded ? items[i].encoded : EncodeItem(items[i]);
-  }
 
   // Rows go to the statements in key order, so that two writers holding overlapping rows lock
   // them in the same order (no deadlock). Within a segment each instance appears once, and the
@@ -462,10 +456,10 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   std::vector<std::size_t> order(last - first);
   for (std::size_t i = first; i < last; ++i) order[i - first] = i;
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    const InstanceRecord& x = *items[a].record;
-    const InstanceRecord& y = *items[b].record;
-    if (items[a].create != items[b].create) return items[a].create;  // creates first
-    if (items[a].create) {
+    const WriteItem& x = *items[a];
+    const WriteItem& y = *items[b];
+    if (items[a]->create != items[b]->create) return items[a]->create;  // creates first
+    if (items[a]->create) {
       return std::tie(x.flow_name, x.business_key) < std::tie(y.flow_name, y.business_key);
     }
     return x.id < y.id;
@@ -475,14 +469,13 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   std::vector<std::size_t> creates;
   Clear(insert_columns_);
   for (std::size_t i : order) {
-    if (!items[i].create) continue;
-    const InstanceRecord& r = *items[i].record;
-    if (Status s = CheckCreate(r); !s.ok()) {
-      out[i] = ItemOutcome{std::move(s), {}};
+    if (!items[i]->create) continue;
+    if (!items[i]->refused.ok()) {
+      out[i] = ItemOutcome{items[i]->refused, {}};
       continue;
     }
     ArraySink sink(insert_columns_);
-    PutInstanceColumns(encoded[i - first]->instance, sink);
+    PutInstanceColumns(items[i]->encoded->instance, sink);
     creates.push_back(i);
   }
   if (!creates.empty()) {
@@ -495,10 +488,10 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       inserted.insert(insert_instances_->Text(row, 0));
     }
     for (std::size_t i : creates) {
-      const InstanceRecord& r = *items[i].record;
+      const WriteItem& r = *items[i];
       if (all || inserted.count(r.id.str())) {
         out[i] = ItemOutcome{Status::Ok(), r.id};
-        const EncodedItem& e = *encoded[i - first];
+        const EncodedItem& e = *r.encoded;
         for (const ExecutionColumns& x : e.executions) AddExecution(e.instance.id, x);
       } else {
         Result<InstanceId> resolved = ResolveCreateConflict(conn_, r);
@@ -513,20 +506,19 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
   Clear(header_columns_);
   Clear(step_columns_);
   for (std::size_t i : order) {
-    if (items[i].create) continue;
-    const InstanceRecord& r = *items[i].record;
-    if (Status s = CheckWrite(r, *items[i].executions); !s.ok()) {
-      out[i] = ItemOutcome{std::move(s), {}};
+    if (items[i]->create) continue;
+    if (!items[i]->refused.ok()) {
+      out[i] = ItemOutcome{items[i]->refused, {}};
       continue;
     }
-    const InstanceColumns& c = encoded[i - first]->instance;
-    const bool header = items[i].header;
+    const InstanceColumns& c = items[i]->encoded->instance;
+    const bool header = items[i]->header;
     ArraySink sink(header ? header_columns_ : step_columns_);
     sink.Text(c.id);
     sink.Text(c.owner);
     PutStepColumns(c, sink);
     if (header) PutHeaderColumns(c, sink);
-    if (items[i].context_changed) {
+    if (items[i]->context_changed) {
       sink.Text(c.context);
     } else {
       sink.Null();
@@ -539,7 +531,7 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
     // As for the creates: the ids are read back only when a statement updated fewer rows than
     // it was given (a lease lost, an instance gone).
     std::size_t header_writes = 0;
-    for (std::size_t i : writes) header_writes += items[i].header ? 1 : 0;
+    for (std::size_t i : writes) header_writes += items[i]->header ? 1 : 0;
     bool all_updated[2] = {true, true};  // [header]
     std::unordered_set<std::string> updated;
     for (bool header : {true, false}) {
@@ -554,10 +546,10 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       }
     }
     for (std::size_t i : writes) {
-      const InstanceRecord& r = *items[i].record;
-      if (all_updated[items[i].header] || updated.count(r.id.str())) {
+      const WriteItem& r = *items[i];
+      if (all_updated[items[i]->header] || updated.count(r.id.str())) {
         out[i] = ItemOutcome{Status::Ok(), {}};
-        const EncodedItem& e = *encoded[i - first];
+        const EncodedItem& e = *r.encoded;
         for (const ExecutionColumns& x : e.executions) {
           if (x.progress_only) {
             AddProgress(e.instance.id, x);
@@ -567,12 +559,12 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
           }
         }
       } else {
-        out[i] = ItemOutcome{WhyNotWritten(conn_, r), {}};
+        out[i] = ItemOutcome{WhyNotWritten(conn_, r.id), {}};
       }
     }
   }
 
-  // 3. Progress of the stored executions; any not found is inserted whole with the rest.
+  // 3. Progress of the stored executions; one not found refuses its batch (ItemRefused).
   if (!progress.empty()) {
     Finish(progress_columns_);
     std::set<std::pair<std::string, int>> found;
@@ -581,12 +573,10 @@ void BulkInstanceWriter::ApplySegment(const std::vector<WriteItem>& items, std::
       found.emplace(update_progress_->Text(row, 0), update_progress_->Int(row, 1));
     }
     for (const auto& [i, x] : progress) {
-      const InstanceRecord& r = *items[i].record;
-      if (found.count({r.id.str(), x->seq})) continue;
-      ExecutionColumns whole;
-      whole.Set(r.executions[static_cast<std::size_t>(x->seq)]);
-      whole.seq = x->seq;
-      AddExecution(r.id.str(), whole);
+      const std::string id = items[i]->id.str();
+      if (found.count({id, x->seq})) continue;
+      throw ItemRefused(InvalidArgument("instance " + id + ": the batch changes execution " +
+                                        std::to_string(x->seq) + ", which is not stored"));
     }
   }
 

@@ -74,11 +74,11 @@ class BulkInstanceWriter {
 
   // Inside the caller's write transaction. out[i] is item i's outcome; database errors are
   // thrown.
-  void Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out);
+  void Apply(const std::vector<const WriteItem*>& items, std::vector<ItemOutcome>& out);
 
  private:
   // Items [first, last) of which none names the same instance as another.
-  void ApplySegment(const std::vector<WriteItem>& items, std::size_t first, std::size_t last,
+  void ApplySegment(const std::vector<const WriteItem*>& items, std::size_t first, std::size_t last,
                     std::vector<ItemOutcome>& out);
   void AddExecution(const std::string& instance_id, const ExecutionColumns& c);
   void AddProgress(const std::string& instance_id, const ExecutionColumns& c);

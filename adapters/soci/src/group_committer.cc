@@ -20,7 +20,7 @@ thread_local GroupCommitter* current_committer = nullptr;
 // Runs a request's callback; an exception from it must not end the committer thread.
 void Complete(WriteRequest& request, const Status& status, const InstanceId& id) {
   try {
-    if (request.create) {
+    if (request.item.create) {
       if (status.ok()) {
         request.create_done(id);
       } else {
@@ -368,13 +368,9 @@ Status GroupCommitter::ApplyInOneTransaction(std::vector<WriteRequest*>& batch,
     return Unavailable("writing " + std::to_string(batch.size()) +
                        " instance(s): " + connected.message());
   }
-  std::vector<WriteItem> items;
+  std::vector<const WriteItem*> items;
   items.reserve(batch.size());
-  for (const WriteRequest* r : batch) {
-    items.push_back(
-        WriteItem{r->record, r->create, &r->executions, r->context_changed, r->header,
-                  r->stored_executions, r->release_owner, r->encoded});
-  }
+  for (const WriteRequest* r : batch) items.push_back(&r->item);
   const char* step = "beginning the transaction";
   bool in_statements = false;
   try {
@@ -390,9 +386,15 @@ Status GroupCommitter::ApplyInOneTransaction(std::vector<WriteRequest*>& batch,
     step = "committing";
     writer_->Commit();
     return Status::Ok();
+  } catch (const ItemRefused& e) {
+    // One item is refused after some of it was written: roll back, and isolate it.
+    writer_->RollbackQuietly();
+    retry_alone = true;
+    Disconnect();
+    return e.status();
   } catch (const std::exception& e) {
     std::string what = config_.display + ": " + step;
-    if (batch.size() == 1) what += " (instance " + batch[0]->record->id.str() + ")";
+    if (batch.size() == 1) what += " (instance " + batch[0]->item.id.str() + ")";
     ErrorInfo info = DescribeError(e, what, writer_.get());
     writer_->RollbackQuietly();
     retry_alone = in_statements && info.item_specific;

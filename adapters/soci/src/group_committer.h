@@ -21,16 +21,9 @@
 
 namespace sagaflow::adapters::sql {
 
-// One queued create or write. `record` is the caller's: valid and unchanged until the callback.
+// One queued create or write, encoded by the submitting thread.
 struct WriteRequest {
-  const engine::InstanceRecord* record = nullptr;
-  bool create = false;
-  engine::ExecutionIds executions;
-  bool context_changed = false;
-  bool header = true;
-  int stored_executions = -1;  // InstanceWrite::stored_executions
-  bool release_owner = false;  // InstanceWrite::release_owner
-  std::shared_ptr<const EncodedItem> encoded;  // encoded by the submitting thread, if at all
+  WriteItem item;
   engine::StateStore::WriteDone write_done;    // for a write
   engine::StateStore::CreateDone create_done;  // for a create
   // Completed by the committer thread itself rather than the completer: a synchronous write

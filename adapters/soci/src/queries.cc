@@ -307,92 +307,96 @@ bool InstanceWriter::UpdateExecutionProgress(const std::string& instance_id,
   return st.Run() > 0;
 }
 
-void InstanceWriter::Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out) {
+void InstanceWriter::Apply(const std::vector<const WriteItem*>& items, std::vector<ItemOutcome>& out) {
   for (std::size_t i = 0; i < items.size(); ++i) {
-    const WriteItem& item = items[i];
+    const WriteItem& item = *items[i];
     if (item.create) {
-      Result<InstanceId> created = Create(*item.record, item.encoded.get());
+      Result<InstanceId> created = Create(item);
       out[i] = created.ok() ? ItemOutcome{Status::Ok(), std::move(*created)}
                             : ItemOutcome{created.status(), {}};
     } else {
-      out[i] = ItemOutcome{Write(*item.record, *item.executions, item.context_changed,
-                                 item.header, item.encoded.get(), item.stored_executions,
-                                 item.release_owner),
-                           {}};
+      out[i] = ItemOutcome{Write(item), {}};
     }
   }
 }
 
-Status CheckCreate(const InstanceRecord& r) {
+WriteItem EncodeCreate(const InstanceRecord& r) {
+  WriteItem item;
+  item.id = r.id;
+  item.create = true;
+  item.flow_name = r.flow_name;
+  item.business_key = r.business_key;
+  item.input = r.input;
   for (std::size_t i = 0; i < r.executions.size(); ++i) {
     if (r.executions[i].id != static_cast<int>(i)) {
-      return InvalidArgument("instance " + r.id.str() + ": execution at position " +
-                             std::to_string(i) + " has id " + std::to_string(r.executions[i].id));
+      item.refused = InvalidArgument("instance " + r.id.str() + ": execution at position " +
+                                     std::to_string(i) + " has id " +
+                                     std::to_string(r.executions[i].id));
+      return item;
     }
   }
-  return Status::Ok();
-}
-
-Status CheckWrite(const InstanceRecord& r, const engine::ExecutionIds& executions) {
-  for (int seq : executions) {
-    if (seq < 0 || static_cast<std::size_t>(seq) >= r.executions.size()) {
-      return InvalidArgument("instance " + r.id.str() + ": the write lists execution " +
-                             std::to_string(seq) + ", which the record does not have");
-    }
-  }
-  return Status::Ok();
-}
-
-std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item) {
-  const InstanceRecord& r = *item.record;
   auto out = std::make_shared<EncodedItem>();
-  if (item.create) {
-    if (!CheckCreate(r).ok()) return nullptr;
-    out->instance.SetIdentity(r);
-    out->instance.SetHeader(r);
-    if (&r.context.get() == &r.input.get()) {
-      out->instance.context = out->instance.input;  // still the input itself: dumped once
-    } else {
-      out->instance.SetContext(r);
-    }
-    out->executions.resize(r.executions.size());
-    for (std::size_t i = 0; i < r.executions.size(); ++i) {
-      out->executions[i].Set(r.executions[i]);
-      out->executions[i].seq = static_cast<int>(i);
-    }
-    return out;
-  }
-  if (!CheckWrite(r, *item.executions).ok()) return nullptr;
+  out->instance.SetIdentity(r);
   out->instance.SetHeader(r);
-  if (item.release_owner) out->instance.new_owner.clear();
-  if (item.context_changed) out->instance.SetContext(r);
-  out->executions.reserve(item.executions->size());
-  for (int seq : *item.executions) {
-    const engine::StateExecution& e = r.executions[static_cast<std::size_t>(seq)];
-    if (seq < item.stored_executions) {
-      out->executions.emplace_back().SetProgress(e);
-    } else {
-      out->executions.emplace_back().Set(e);
+  if (&r.context.get() == &r.input.get()) {
+    out->instance.context = out->instance.input;  // still the input itself: dumped once
+  } else {
+    out->instance.SetContext(r);
+  }
+  out->executions.resize(r.executions.size());
+  for (std::size_t i = 0; i < r.executions.size(); ++i) {
+    out->executions[i].Set(r.executions[i]);
+    out->executions[i].seq = static_cast<int>(i);
+  }
+  item.encoded = std::move(out);
+  return item;
+}
+
+WriteItem EncodeBatch(const engine::WriteBatch& b) {
+  WriteItem item;
+  item.id = b.instance;
+  item.header = b.header.has_value();
+  item.context_changed = b.context.has_value();
+  for (const engine::StateExecution& e : b.new_executions) {
+    if (e.id < 0 || e.state.empty()) {
+      item.refused = InvalidArgument("instance " + b.instance.str() +
+                                     ": the batch writes execution " + std::to_string(e.id) +
+                                     ", which has no state");
+      return item;
     }
-    out->executions.back().seq = seq;
   }
-  return out;
+  for (const engine::ExecutionProgress& p : b.progress) {
+    if (p.id < 0) {
+      item.refused = InvalidArgument("instance " + b.instance.str() +
+                                     ": the batch changes execution " + std::to_string(p.id) +
+                                     ", which is not stored");
+      return item;
+    }
+  }
+  auto out = std::make_shared<EncodedItem>();
+  out->instance.SetBatch(b);
+  out->executions.reserve(b.new_executions.size() + b.progress.size());
+  for (const engine::StateExecution& e : b.new_executions) {
+    out->executions.emplace_back().Set(e);
+    out->executions.back().seq = e.id;
+  }
+  for (const engine::ExecutionProgress& p : b.progress) {
+    out->executions.emplace_back().SetProgress(p);
+  }
+  item.encoded = std::move(out);
+  return item;
 }
 
-Result<InstanceId> InstanceWriter::Create(const InstanceRecord& r, const EncodedItem* encoded) {
-  SAGAFLOW_RETURN_IF_ERROR(CheckCreate(r));
-  std::shared_ptr<const EncodedItem> own;
-  if (encoded == nullptr) {
-    own = EncodeItem(WriteItem{&r, true});
-    encoded = own.get();
-  }
-  InsertInstance(encoded->instance);
-  if (insert_instance_->Run() == 0) return ResolveCreateConflict(conn_, r);
-  for (const ExecutionColumns& e : encoded->executions) UpsertExecution(encoded->instance.id, e);
-  return r.id;
+Result<InstanceId> InstanceWriter::Create(const WriteItem& item) {
+  if (!item.refused.ok()) return item.refused;
+  const EncodedItem& encoded = *item.encoded;
+  InsertInstance(encoded.instance);
+  if (insert_instance_->Run() == 0) return ResolveCreateConflict(conn_, item);
+  for (const ExecutionColumns& e : encoded.executions) UpsertExecution(encoded.instance.id, e);
+  return item.id;
 }
 
-Result<InstanceId> ResolveCreateConflict(Connection& conn, const InstanceRecord& r) {
+Result<InstanceId> ResolveCreateConflict(Connection& conn, const WriteItem& r) {
   soci::session& session = conn.session();
   if (!r.business_key.empty()) {
     std::string existing_id;
@@ -438,36 +442,26 @@ Result<InstanceId> ResolveCreateConflict(Connection& conn, const InstanceRecord&
   return AlreadyExists("instance " + id + " already exists");
 }
 
-Status InstanceWriter::Write(const InstanceRecord& r, const engine::ExecutionIds& executions,
-                             bool context_changed, bool header, const EncodedItem* encoded,
-                             int stored_executions, bool release_owner) {
-  SAGAFLOW_RETURN_IF_ERROR(CheckWrite(r, executions));
-  std::shared_ptr<const EncodedItem> own;
-  if (encoded == nullptr) {
-    own = EncodeItem(
-        WriteItem{&r, false, &executions, context_changed, header, stored_executions, release_owner});
-    encoded = own.get();
+Status InstanceWriter::Write(const WriteItem& item) {
+  if (!item.refused.ok()) return item.refused;
+  const EncodedItem& encoded = *item.encoded;
+  if (UpdateInstance(encoded.instance, item.header, item.context_changed) == 0) {
+    return WhyNotWritten(conn_, item.id);
   }
-  if (UpdateInstance(encoded->instance, header, context_changed) == 0) {
-    return WhyNotWritten(conn_, r);
-  }
-  const std::string& id = encoded->instance.id;
-  for (const ExecutionColumns& e : encoded->executions) {
-    if (e.progress_only && UpdateExecutionProgress(id, e)) continue;
-    if (e.progress_only) {
-      // Said to be stored but not found: insert it whole.
-      ExecutionColumns whole;
-      whole.Set(r.executions[static_cast<std::size_t>(e.seq)]);
-      UpsertExecution(id, whole);
-      continue;
+  const std::string& id = encoded.instance.id;
+  for (const ExecutionColumns& e : encoded.executions) {
+    if (!e.progress_only) {
+      UpsertExecution(id, e);
+    } else if (!UpdateExecutionProgress(id, e)) {
+      throw ItemRefused(InvalidArgument("instance " + id + ": the batch changes execution " +
+                                        std::to_string(e.seq) + ", which is not stored"));
     }
-    UpsertExecution(id, e);
   }
   return Status::Ok();
 }
 
-Status WhyNotWritten(Connection& conn, const InstanceRecord& r) {
-  const std::string id = r.id.str();
+Status WhyNotWritten(Connection& conn, const InstanceId& instance) {
+  const std::string id = instance.str();
   std::string owner;
   conn.session() << "SELECT owner FROM instances WHERE id = :id", soci::use(id), soci::into(owner);
   if (!conn.session().got_data()) return NotFound("instance " + id + " not found");

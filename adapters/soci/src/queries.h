@@ -6,6 +6,7 @@
 #include <soci/soci.h>
 
 #include <array>
+#include <stdexcept>
 #include <memory>
 #include <span>
 #include <string>
@@ -15,6 +16,7 @@
 #include "rows.h"
 #include "sagaflow/common/status.h"
 #include "sagaflow/engine/records.h"
+#include "sagaflow/engine/state_store.h"
 
 namespace sqlite_api {
 struct sqlite3;
@@ -37,40 +39,54 @@ Result<engine::InstanceRecord> ReadInstance(Connection& conn, const InstanceId& 
 std::vector<Result<engine::InstanceRecord>> ReadInstances(Connection& conn,
                                                          std::span<const InstanceId> ids);
 
-// One create or write of a batch, and what became of it.
+// One create or write of a commit, encoded on the submitting thread: it holds everything the
+// writers need, so that nothing of the caller's is read after the submit.
 struct WriteItem {
-  const engine::InstanceRecord* record = nullptr;
+  InstanceId id;
   bool create = false;
-  const engine::ExecutionIds* executions = nullptr;  // a write's
-  bool context_changed = false;
-  bool header = true;  // InstanceWrite::header
-  int stored_executions = -1;  // InstanceWrite::stored_executions
-  bool release_owner = false;  // InstanceWrite::release_owner
-  // The item's columns when they were encoded ahead (EncodeItem); null: encoded when applied.
-  std::shared_ptr<const EncodedItem> encoded;
+  // A create's: what a conflict with a stored instance is resolved on (ResolveCreateConflict).
+  std::string flow_name;
+  std::string business_key;
+  SharedJson input;
+  bool header = true;            // a write's: it assigns the header columns
+  bool context_changed = false;  // a write's: it assigns the context
+  // Not OK: the item is refused with this before anything of it is written.
+  Status refused;
+  std::shared_ptr<const EncodedItem> encoded;  // null when refused
 };
 
-// Encodes what applying `item` writes. Null when the item will be refused anyway (CheckCreate,
-// CheckWrite): the writer refuses it.
-std::shared_ptr<const EncodedItem> EncodeItem(const WriteItem& item);
+// The item that creates `r` (refused when its executions are not numbered by position).
+WriteItem EncodeCreate(const engine::InstanceRecord& r);
+// The item that applies `b` (refused when it writes an execution it cannot: a new one without a
+// state or with a negative id, progress with a negative id).
+WriteItem EncodeBatch(const engine::WriteBatch& b);
+
 struct ItemOutcome {
   Status status;
   InstanceId id;  // a create's
 };
 
-// Refusals decided from the record alone, before anything is written: a created record's
-// executions must be numbered by position; a write may list only executions the record has.
-Status CheckCreate(const engine::InstanceRecord& r);
-Status CheckWrite(const engine::InstanceRecord& r, const engine::ExecutionIds& executions);
+// Thrown inside the writer's transaction when an item turns out to be refused after some of it
+// was written (progress of an execution that is not stored): the transaction rolls back and the
+// committer applies the items one by one, so that this one fails alone, with `status`.
+class ItemRefused : public std::runtime_error {
+ public:
+  explicit ItemRefused(Status status)
+      : std::runtime_error(status.message()), status_(std::move(status)) {}
+  const Status& status() const { return status_; }
 
-// Why an insert of `r` inserted nothing (inside the writer's transaction): the existing
+ private:
+  Status status_;
+};
+
+// Why an insert of `item` inserted nothing (inside the writer's transaction): the existing
 // instance's id for a repeated business key or a repeated create of the same instance,
 // kConflict or kAlreadyExists otherwise. Throws database errors.
-Result<InstanceId> ResolveCreateConflict(Connection& conn, const engine::InstanceRecord& r);
+Result<InstanceId> ResolveCreateConflict(Connection& conn, const WriteItem& item);
 
-// Why a header update of `r` matched no row: kNotFound, or lease lost (kFailedPrecondition
+// Why an update of instance `id` matched no row: kNotFound, or lease lost (kFailedPrecondition
 // naming the owner). Throws database errors.
-Status WhyNotWritten(Connection& conn, const engine::InstanceRecord& r);
+Status WhyNotWritten(Connection& conn, const InstanceId& id);
 
 // Writes instances on one connection with statements prepared once and reused (the committer's
 // writer: on PostgreSQL they are server-side prepared statements). Every method runs inside the
@@ -85,21 +101,19 @@ class InstanceWriter {
   InstanceWriter& operator=(const InstanceWriter&) = delete;
 
   // Applies `items` in order: out[i] is item i's outcome (OK or its refusal).
-  void Apply(const std::vector<WriteItem>& items, std::vector<ItemOutcome>& out);
+  void Apply(const std::vector<const WriteItem*>& items, std::vector<ItemOutcome>& out);
 
   // The instance with all its executions. Business key and duplicate id rules of
-  // SociStateStore::CreateInstance.
-  Result<InstanceId> Create(const engine::InstanceRecord& r, const EncodedItem* encoded = nullptr);
+  // SociStateStore::Create.
+  Result<InstanceId> Create(const WriteItem& item);
 
-  // The cursor, updated_at and compensation status; with `header` also status, error, error
-  // code and message, ended_at and lease_until (and the owner: "" with `release_owner`); the listed executions (identity
-  // and input by their first write, progress always); the context when `context_changed`.
-  // Refused with kNotFound or lease lost (kFailedPrecondition) when the stored owner is not
-  // r.owner. Executions with a seq below `stored_executions` are stored already: only their
-  // progress is updated (an execution found missing after all is inserted whole).
-  Status Write(const engine::InstanceRecord& r, const engine::ExecutionIds& executions,
-               bool context_changed, bool header, const EncodedItem* encoded = nullptr,
-               int stored_executions = -1, bool release_owner = false);
+  // The cursor, updated_at and compensation status; with a header also status, error, error
+  // code and message, ended_at and lease_until (and the owner: "" when it parks); the new
+  // executions (identity and input by their first write, progress always) and the progress of
+  // stored ones; the context when the batch carries it. Refused with kNotFound or lease lost
+  // (kFailedPrecondition) when the stored owner is not the batch's; throws ItemRefused for
+  // progress of an execution that is not stored.
+  Status Write(const WriteItem& item);
 
  private:
   // A statement prepared on the connection's sqlite3 handle. Values are bound in order, in

@@ -143,6 +143,26 @@ void InstanceColumns::SetHeader(const InstanceRecord& r) {
   new_owner = r.owner;
 }
 
+void InstanceColumns::SetBatch(const engine::WriteBatch& b) {
+  id = b.instance.str();
+  owner = b.owner;
+  SetOptionalStatus(b.compensation_status, compensation_status, compensation_status_ind);
+  updated_at = ToNanos(b.updated_at);
+  cursor = engine::CursorToText(b.cursor);
+  if (b.header) {
+    const engine::InstanceHeader& h = *b.header;
+    status = StatusText(h.status);
+    SetOptionalFailure(h.error, error, error_ind);
+    error_code = h.error_code;
+    error_message = h.error_message;
+    lease_until = ToNanos(h.lease_until);
+    SetOptionalTime(h.ended_at, ended_at, ended_at_ind);
+    unfinished = b.cursor.phase == engine::Phase::kFinished ? 0 : 1;
+    new_owner = h.release_owner ? std::string() : b.owner;
+  }
+  if (b.context) context = DumpJson(b.context->get());
+}
+
 Status InstanceColumns::ToRecord(InstanceRecord& r) const {
   Decoder d("instance " + id);
   r.id = InstanceId(id);
@@ -200,19 +220,19 @@ void ExecutionColumns::Set(const StateExecution& e) {
   SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
 }
 
-void ExecutionColumns::SetProgress(const StateExecution& e) {
+void ExecutionColumns::SetProgress(const engine::ExecutionProgress& p) {
   progress_only = true;
-  seq = e.id;
-  attempts = e.attempts;
-  status = StatusText(e.status);
-  SetOptionalStatus(e.compensation_status, compensation_status, compensation_status_ind);
-  superseded = e.superseded ? 1 : 0;
-  retry_counts = RetryCountsText(e.retry_counts);
-  SetOptionalTime(e.retry_at, retry_at, retry_at_ind);
-  SetOptionalTime(e.deadline_at, deadline_at, deadline_at_ind);
-  output = OutputText(e.output);
-  SetOptionalFailure(e.error, error, error_ind);
-  SetOptionalTime(e.ended_at, ended_at, ended_at_ind);
+  seq = p.id;
+  attempts = p.attempts;
+  status = StatusText(p.status);
+  SetOptionalStatus(p.compensation_status, compensation_status, compensation_status_ind);
+  superseded = p.superseded ? 1 : 0;
+  retry_counts = RetryCountsText(p.retry_counts);
+  SetOptionalTime(p.retry_at, retry_at, retry_at_ind);
+  SetOptionalTime(p.deadline_at, deadline_at, deadline_at_ind);
+  output = OutputText(p.output);
+  SetOptionalFailure(p.error, error, error_ind);
+  SetOptionalTime(p.ended_at, ended_at, ended_at_ind);
 }
 
 Status ExecutionColumns::ToExecution(const InstanceId& instance, StateExecution& e) const {

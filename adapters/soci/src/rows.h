@@ -13,6 +13,7 @@
 #include "sagaflow/common/json.h"
 #include "sagaflow/common/status.h"
 #include "sagaflow/engine/records.h"
+#include "sagaflow/engine/state_store.h"
 
 namespace sagaflow::adapters::sql {
 
@@ -56,6 +57,9 @@ struct InstanceColumns {
   void SetHeader(const engine::InstanceRecord& r);
   void SetIdentity(const engine::InstanceRecord& r);  // id, flow, business key, input, owner
   void SetContext(const engine::InstanceRecord& r);
+  // What a batch assigns: the step columns, the header ones when it has a header, the context
+  // when it carries one.
+  void SetBatch(const engine::WriteBatch& b);
 
   // The record these columns describe, without executions. kInternal naming the instance and
   // the column when a stored value is corrupt.
@@ -96,7 +100,7 @@ struct ExecutionColumns {
 
   void Set(const engine::StateExecution& e);
   // The columns a later write changes (seq and progress), for an execution stored already.
-  void SetProgress(const engine::StateExecution& e);
+  void SetProgress(const engine::ExecutionProgress& p);
   // kInternal naming the instance, the execution and the column when a value is corrupt.
   Status ToExecution(const InstanceId& instance, engine::StateExecution& e) const;
 };
@@ -194,7 +198,7 @@ inline constexpr const char* kUpsertExecutionProgress =
     "retry_at = excluded.retry_at, output = excluded.output, error = excluded.error, "
     "ended_at = excluded.ended_at, deadline_at = excluded.deadline_at";
 
-// The columns of one create or write, encoded from the record ahead of the batch: on the
+// The columns of one create or write, encoded from the record or the batch ahead of the commit: on the
 // submitting thread, so that the committer thread (which every write of the process goes
 // through) only binds and executes. `executions` follow the write's list (all, for a create).
 struct EncodedItem {

@@ -44,42 +44,19 @@ struct SociStateStore::Impl {
     return *committers[std::hash<std::string>{}(id.str()) % committers.size()];
   }
 
-  void Submit(sql::WriteRequest request, bool inline_if_committer) {
-    if (inline_if_committer) {
-      // A callback on a committer's thread writing synchronously: applied there at once (its
-      // connection is free between batches). Queued to another committer, it could wait for
-      // that one while that one waits for this one. The instance has no other write in flight,
-      // so its order is kept.
-      for (const auto& committer : committers) {
-        if (committer.get() == sql::GroupCommitter::Current()) {
-          committer->Submit(std::move(request), true);
-          return;
-        }
+  // Queues `request` for the committer. A call from a committer's own thread (a callback that
+  // writes, maybe waiting for the outcome) is applied there at once (its connection is free
+  // between batches): queued to another committer, it could wait for that one while that one
+  // waits for this one; queued to its own, a wait would never end. The instance has no other
+  // write in flight, so its order is kept.
+  void Submit(sql::WriteRequest request) {
+    for (const auto& committer : committers) {
+      if (committer.get() == sql::GroupCommitter::Current()) {
+        committer->Submit(std::move(request), true);
+        return;
       }
     }
-    CommitterFor(request.record->id).Submit(std::move(request), inline_if_committer);
-  }
-
-  // The committers write from encoded columns: encode them here, on the submitting thread, so
-  // that a committer thread only binds (SQLite) or fills its arrays (PostgreSQL) and executes.
-  void Encode(sql::WriteRequest& request) const {
-    request.encoded = sql::EncodeItem(sql::WriteItem{
-        request.record, request.create, &request.executions, request.context_changed,
-        request.header, request.stored_executions, request.release_owner});
-  }
-
-  // Queues `write` for the committer; `done` gets its outcome.
-  void SubmitWrite(const engine::InstanceWrite& write, WriteDone done, bool inline_if_committer) {
-    sql::WriteRequest request;
-    request.record = write.record;
-    request.executions = write.executions;
-    request.context_changed = write.context_changed;
-    request.header = write.header;
-    request.stored_executions = write.stored_executions;
-    request.release_owner = write.release_owner;
-    request.write_done = std::move(done);
-    Encode(request);
-    Submit(std::move(request), inline_if_committer);
+    CommitterFor(request.item.id).Submit(std::move(request), false);
   }
 
   // Runs `op` on a pooled connection, turning exceptions into Statuses named after `what`.
@@ -180,38 +157,18 @@ Result<DefinitionRecord> SociStateStore::LoadDefinition(const std::string& name,
       });
 }
 
-Result<InstanceId> SociStateStore::CreateInstance(const InstanceRecord& record) {
-  std::promise<Result<InstanceId>> promise;
-  std::future<Result<InstanceId>> future = promise.get_future();
+void SociStateStore::Create(const InstanceRecord& record, CreateDone done) {
   sql::WriteRequest request;
-  request.record = &record;
-  request.create = true;
-  request.create_done = [&promise](Result<InstanceId> r) { promise.set_value(std::move(r)); };
-  impl_->Encode(request);
-  impl_->Submit(std::move(request), /*inline_if_committer=*/true);
-  return future.get();
-}
-
-Status SociStateStore::WriteInstance(const engine::InstanceWrite& write) {
-  std::promise<Status> promise;
-  std::future<Status> future = promise.get_future();
-  impl_->SubmitWrite(
-      write, [&promise](Status s) { promise.set_value(std::move(s)); },
-      /*inline_if_committer=*/true);
-  return future.get();
-}
-
-void SociStateStore::WriteInstanceAsync(const engine::InstanceWrite& write, WriteDone done) {
-  impl_->SubmitWrite(write, std::move(done), /*inline_if_committer=*/false);
-}
-
-void SociStateStore::CreateInstanceAsync(const InstanceRecord& record, CreateDone done) {
-  sql::WriteRequest request;
-  request.record = &record;
-  request.create = true;
+  request.item = sql::EncodeCreate(record);
   request.create_done = std::move(done);
-  impl_->Encode(request);
-  impl_->Submit(std::move(request), /*inline_if_committer=*/false);
+  impl_->Submit(std::move(request));
+}
+
+void SociStateStore::Apply(engine::WriteBatch batch, WriteDone done) {
+  sql::WriteRequest request;
+  request.item = sql::EncodeBatch(batch);
+  request.write_done = std::move(done);
+  impl_->Submit(std::move(request));
 }
 
 Result<InstanceRecord> SociStateStore::LoadInstance(const InstanceId& id) {

@@ -8,6 +8,7 @@
 
 #include "sagaflow/common/status.h"
 #include "sagaflow/engine/records.h"
+#include "sagaflow/tasks/task_error.h"
 
 namespace sagaflow::engine {
 
@@ -20,46 +21,87 @@ struct DefinitionRecord {
   TimePoint created_at{};
 };
 
-// What changed in an instance since its last write.
+// The header fields of an instance that a batch may change besides its cursor.
+struct InstanceHeader {
+  RunStatus status = RunStatus::kRunning;
+  std::optional<TaskFailure> error;
+  std::string error_code;
+  std::string error_message;
+  std::optional<TimePoint> ended_at;
+  TimePoint lease_until{};
+  // The instance parks: after the owner check the stored owner becomes "" (no process holds
+  // it) and lease_until is its wake time, from which any process's ClaimDue may take it
+  // (TimePoint::max() when only an event wakes it, which ClaimInstance delivers).
+  bool release_owner = false;
+};
+
+// What a later write changes in an execution already stored: its progress.
+struct ExecutionProgress {
+  int id = 0;
+  int attempts = 0;
+  RunStatus status = RunStatus::kRunning;
+  std::optional<RunStatus> compensation_status;
+  bool superseded = false;
+  std::vector<int> retry_counts;
+  std::optional<TimePoint> retry_at;
+  std::optional<TimePoint> deadline_at;
+  SharedJson output;
+  std::optional<TaskFailure> error;
+  std::optional<TimePoint> ended_at;
+
+  static ExecutionProgress Of(const StateExecution& e);
+  void ApplyTo(StateExecution& e) const;
+};
+
+// One step's changes to one instance, as a value: the store applies all of it or none, and
+// may keep the batch (it owns everything it holds, so the caller may change its own record as
+// soon as the call returns).
 //
-// Every write stores the cursor, updated_at and compensation_status. A write with
-// `header` also stores the rest of the header: status, error, error code and message,
-// ended_at and lease_until (the engine sets it at the first write of a run or an
-// operation and at the end of one; in between those fields do not change, and the lease is
-// renewed by RenewLeases, so a step's write leaves the indexed columns alone). started_at is
-// the instance's creation and is stored by the create alone, like its identity. Whether the
-// instance is finished (its cursor's phase) may change only in a write with `header`: stores
-// may index it with the header. The owner is never written here: it is checked.
+// Every batch stores the cursor, updated_at and compensation_status. A batch with `header` also
+// stores the header (the engine sets one at the first write of a run or an operation, at the
+// end of one, and when the instance parks; in between those fields do not change and the
+// lease is renewed by RenewLeases, so a step's batch leaves the indexed columns alone).
+// started_at is the instance's creation and is stored by the create alone, like its identity.
+// Whether the instance is finished (its cursor's phase) may change only in a batch with
+// `header`: stores may index it with the header. The owner is never written here: it is
+// checked (kFailedPrecondition, "lease lost", when the stored owner differs).
 //
-// An execution's identity (state, kind, compensates, retried_for, epoch, idempotency key,
-// for_update) and its input are fixed by the first write that lists it; later writes change
-// only its progress (attempts, status, compensation status, superseded, retry counts and time,
-// output, error, end time).
+// Executions: `new_executions` are written whole (identity, input and progress); writing one
+// the store has already (a batch applied once more after its outcome was lost) keeps the
+// stored identity and input and takes the progress. `progress` changes executions stored by
+// earlier batches; one the store does not have is refused (kInvalidArgument).
 //
 // The context is written whenever the step changed it (a task's Output, an operation's patch,
 // the end of a run), so that the stored context is always the one the cursor continues
 // from: an instance taken over after a crash resumes from what is stored, with nothing to
-// re-evaluate (re-rendering Output could issue new `$Sequence` values).
-//
-// With context_changed, `context_keys` may name the only keys in which the context differs from
-// the one written last (a task's Output set them; a key the Output could not render is
-// missing from record.context and was missing before): a store may apply those instead of the
-// whole context.
-struct InstanceWrite {
-  const InstanceRecord* record = nullptr;
-  ExecutionIds executions;  // ids of executions created or changed
-  bool context_changed = false;
-  bool header = true;
-  const ContextKeys* context_keys = nullptr;
-  // Executions with an id below this one were stored by earlier writes, so that a store may
-  // update their progress in place rather than insert-or-update them; -1 when unknown.
-  int stored_executions = -1;
-  // With `header`: the instance parks. After the owner check, the stored owner becomes "" (no
-  // process holds it) and record.lease_until is its wake time: the time from which any
-  // process's ClaimDue may take it (TimePoint::max() when only an event wakes it, which
-  // ClaimInstance delivers).
-  bool release_owner = false;
+// re-evaluate (re-rendering Output could issue new `$Sequence` values). `context` is the whole
+// context after the step; with it, `changed_keys`, when set, names the only top-level keys in
+// which it differs from the context stored last (one task's Output; a key the Output could not
+// render is missing from `context` and was missing before), so that a store may apply those
+// instead of the whole. It points into the flow's definition, which outlives every batch.
+struct WriteBatch {
+  InstanceId instance;
+  std::string owner;  // the writer: must be the stored owner
+  TimePoint updated_at{};
+  std::optional<RunStatus> compensation_status;
+  Cursor cursor;
+  std::optional<InstanceHeader> header;
+  std::vector<StateExecution> new_executions;
+  std::vector<ExecutionProgress> progress;
+  std::optional<SharedJson> context;
+  const ContextKeys* changed_keys = nullptr;
+
+  // The batch that writes `record` as it is: its cursor, the executions `executions` lists
+  // (all as new_executions), its context when `context_changed`, and its header with
+  // `header`.
+  static WriteBatch Of(const InstanceRecord& record, const ExecutionIds& executions,
+                       bool context_changed, bool header = true);
+  // This batch parks the instance (see InstanceHeader::release_owner); it writes the header.
+  WriteBatch& Parking(const InstanceRecord& record);
 };
+
+// The header fields of `record`, as a batch stores them.
+InstanceHeader HeaderOf(const InstanceRecord& record);
 
 struct InstanceFilter {
   std::optional<RunStatus> status;
@@ -93,15 +135,15 @@ struct UnfinishedSummary {
   std::optional<TimePoint> next_wake;
 };
 
-// Where instances live. Every method is durable when it returns OK (as durable as the adapter
-// promises), thread-safe, and turns the backend's exceptions into Statuses (kUnavailable when
+// Where instances live. Every method is durable when it returns OK, and Create and Apply when
+// they complete OK (as durable as the adapter promises); thread-safe; and turns the backend's exceptions into Statuses (kUnavailable when
 // the backend refused or went away: the caller retries; nothing half-written is visible).
 //
 // Leases. Every instance records the engine process that runs it (`owner`) and until when
-// (`lease_until`). WriteInstance refuses with kFailedPrecondition ("lease lost") when the
-// stored owner differs from record.owner, so that a process whose instance was taken over
-// cannot write over the new owner's progress; a write with `header` stores
-// record.lease_until as given. An instance is *unfinished* while its cursor's phase is not
+// (`lease_until`). Apply refuses a batch with kFailedPrecondition ("lease lost") when the
+// stored owner differs from batch.owner, so that a process whose instance was taken over
+// cannot write over the new owner's progress; a batch with `header` stores its lease_until as
+// given. An instance is *unfinished* while its cursor's phase is not
 // kFinished.
 //
 // Durable timers. A parked instance (sleeping in a Wait or a retry's backoff, or waiting for
@@ -121,12 +163,22 @@ class StateStore {
                                                   const std::string& hash) = 0;
 
   // Creates an instance. When `record.business_key` is not empty and an instance of the same
-  // flow already uses it: returns that instance's id if its input equals record.input (the
-  // start is a repeat), kConflict otherwise. Returns record.id when it created the instance.
-  virtual Result<InstanceId> CreateInstance(const InstanceRecord& record) = 0;
+  // flow already uses it: the outcome is that instance's id if its input equals record.input
+  // (the start is a repeat), kConflict otherwise. It is record.id when the instance was
+  // created. The store reads `record` during the call only.
+  //
+  // Completion: `done` is called exactly once, when the outcome is durable (or refused): maybe
+  // before Create returns, on the calling thread, maybe later on a thread of the store. It must
+  // not throw and should not block long (a store may complete many calls on one thread).
+  virtual void Create(const InstanceRecord& record, CreateDone done) = 0;
 
-  // Applies `write` (header fields, the listed executions, the context when flagged).
-  virtual Status WriteInstance(const InstanceWrite& write) = 0;
+  // Applies `batch` atomically (see WriteBatch), completing as Create does.
+  virtual void Apply(WriteBatch batch, WriteDone done) = 0;
+
+  // Create and Apply, waiting for the outcome. They may be called from a completion callback:
+  // a store that completes on its own threads applies such a call at once there.
+  Result<InstanceId> CreateInstance(const InstanceRecord& record);
+  Status Write(WriteBatch batch);
 
   virtual Result<InstanceRecord> LoadInstance(const InstanceId& id) = 0;
 
@@ -145,24 +197,6 @@ class StateStore {
 
   // Newest first.
   virtual Result<std::vector<InstanceSummary>> ListInstances(const InstanceFilter& filter) = 0;
-
-  // --- Group commit ---------------------------------------------------------------------------
-
-  // True when the asynchronous forms below complete on the store's own thread, sharing one
-  // commit among the writes of many instances. The executor then submits writes without
-  // blocking its workers; otherwise it calls the synchronous forms.
-  virtual bool asynchronous() const { return false; }
-
-  // WriteInstance, completing later: `done` is called once with the outcome, once the write is
-  // durable or refused, on a thread of the store (or on the calling thread, as here).
-  // `*write.record` must stay valid and unchanged until `done` is called.
-  virtual void WriteInstanceAsync(const InstanceWrite& write, WriteDone done) {
-    done(WriteInstance(write));
-  }
-  // CreateInstance, completing later, with the same rules.
-  virtual void CreateInstanceAsync(const InstanceRecord& record, CreateDone done) {
-    done(CreateInstance(record));
-  }
 
   // --- Leases and recovery --------------------------------------------------------------------
 

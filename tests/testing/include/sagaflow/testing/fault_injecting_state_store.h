@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -30,31 +31,22 @@ class FaultInjectingStateStore final : public engine::StateStore {
     if (committer_.joinable()) committer_.join();
   }
 
-  // Makes the store asynchronous, the way a group-committing store is: the asynchronous calls
+  // Makes the store complete later, the way a group-committing store does: Create and Apply
   // are queued and completed in batches on a thread of the store. Call before use.
   void SetAsynchronous() {
     asynchronous_ = true;
     committer_ = std::thread([this] { Commit(); });
   }
-  bool asynchronous() const override { return asynchronous_; }
-  void WriteInstanceAsync(const engine::InstanceWrite& write, WriteDone done) override {
-    if (!asynchronous_) return done(WriteInstance(write));
-    Queue([this, write, done = std::move(done)] { done(WriteInstance(write)); });
-  }
-  void CreateInstanceAsync(const engine::InstanceRecord& record, CreateDone done) override {
-    if (!asynchronous_) return done(CreateInstance(record));
-    Queue([this, &record, done = std::move(done)] { done(CreateInstance(record)); });
-  }
   // Batches completed by the asynchronous thread, and the calls they held.
   int batches() const { return batches_.load(); }
   int batched_calls() const { return batched_calls_.load(); }
 
-  // The next `n` WriteInstance / CreateInstance / LoadInstance calls fail with kUnavailable.
+  // The next `n` Apply / Create / LoadInstance calls fail with kUnavailable.
   void FailNextWrites(int n) { fail_writes_.store(n); }
   void FailNextCreates(int n) { fail_creates_.store(n); }
   void FailNextLoads(int n) { fail_loads_.store(n); }
 
-  // WriteInstance calls seen (refused ones included), and how many were refused.
+  // Apply calls seen (refused ones included), and how many were refused.
   int write_calls() const { return write_calls_.load(); }
   int failed_writes() const { return failed_writes_.load(); }
 
@@ -62,7 +54,7 @@ class FaultInjectingStateStore final : public engine::StateStore {
 
   // Calls `hook` after each write the base store accepted (to look at what is durable at that
   // moment). Set before use.
-  void AfterWrite(std::function<void(const engine::InstanceWrite&)> hook) {
+  void AfterWrite(std::function<void(const engine::WriteBatch&)> hook) {
     after_write_ = std::move(hook);
   }
 
@@ -73,19 +65,16 @@ class FaultInjectingStateStore final : public engine::StateStore {
                                                   const std::string& hash) override {
     return base_.LoadDefinition(name, hash);
   }
-  Result<InstanceId> CreateInstance(const engine::InstanceRecord& record) override {
-    if (TakeFault(fail_creates_)) return Unavailable("injected: CreateInstance refused");
-    return base_.CreateInstance(record);
+  void Create(const engine::InstanceRecord& record, CreateDone done) override {
+    if (!asynchronous_) return CreateNow(record, std::move(done));
+    // Read during the call only: the queued call keeps a copy.
+    Queue([this, record, done = std::move(done)]() mutable { CreateNow(record, std::move(done)); });
   }
-  Status WriteInstance(const engine::InstanceWrite& write) override {
-    write_calls_.fetch_add(1);
-    if (TakeFault(fail_writes_)) {
-      failed_writes_.fetch_add(1);
-      return Unavailable("injected: WriteInstance refused");
-    }
-    Status s = base_.WriteInstance(write);
-    if (s.ok() && after_write_) after_write_(write);
-    return s;
+  void Apply(engine::WriteBatch batch, WriteDone done) override {
+    if (!asynchronous_) return ApplyNow(std::move(batch), std::move(done));
+    Queue([this, batch = std::move(batch), done = std::move(done)]() mutable {
+      ApplyNow(std::move(batch), std::move(done));
+    });
   }
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override {
     if (TakeFault(fail_loads_)) return Unavailable("injected: LoadInstance refused");
@@ -148,6 +137,25 @@ class FaultInjectingStateStore final : public engine::StateStore {
     return false;
   }
 
+  void CreateNow(const engine::InstanceRecord& record, CreateDone done) {
+    if (TakeFault(fail_creates_)) return done(Unavailable("injected: Create refused"));
+    base_.Create(record, std::move(done));
+  }
+  void ApplyNow(engine::WriteBatch batch, WriteDone done) {
+    write_calls_.fetch_add(1);
+    if (TakeFault(fail_writes_)) {
+      failed_writes_.fetch_add(1);
+      return done(Unavailable("injected: Apply refused"));
+    }
+    if (!after_write_) return base_.Apply(std::move(batch), std::move(done));
+    // The hook sees the batch as the base store accepted it.
+    auto seen = std::make_shared<engine::WriteBatch>(batch);
+    base_.Apply(std::move(batch), [this, seen, done = std::move(done)](Status s) {
+      if (s.ok()) after_write_(*seen);
+      done(std::move(s));
+    });
+  }
+
   void Queue(std::function<void()> call) {
     {
       std::lock_guard lock(mu_);
@@ -172,7 +180,7 @@ class FaultInjectingStateStore final : public engine::StateStore {
   }
 
   engine::StateStore& base_;
-  std::function<void(const engine::InstanceWrite&)> after_write_;
+  std::function<void(const engine::WriteBatch&)> after_write_;
   bool asynchronous_ = false;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -38,8 +38,9 @@ class MemoryStateStore final : public engine::StateStore {
   Status SaveDefinition(const engine::DefinitionRecord& def) override;
   Result<engine::DefinitionRecord> LoadDefinition(const std::string& name,
                                                   const std::string& hash) override;
-  Result<InstanceId> CreateInstance(const engine::InstanceRecord& record) override;
-  Status WriteInstance(const engine::InstanceWrite& write) override;
+  // Both complete before they return, on the calling thread.
+  void Create(const engine::InstanceRecord& record, CreateDone done) override;
+  void Apply(engine::WriteBatch batch, WriteDone done) override;
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override;
@@ -93,9 +94,12 @@ class MemoryStateStore final : public engine::StateStore {
   // not use it afterwards).
   std::vector<DroppedKey> AfterWrite(Shard& shard, Entry& entry);
   void FreeKeys(const std::vector<DroppedKey>& keys);
-  // Applies `write` to the stored record `dst` (its shard locked); kFailedPrecondition when the
-  // lease is lost.
-  static Status Apply(const engine::InstanceWrite& write, Entry& dst);
+  Result<InstanceId> CreateNow(const engine::InstanceRecord& record);
+  Status ApplyNow(engine::WriteBatch batch);
+  // Applies `batch` to the stored entry (its shard locked), taking what it holds:
+  // kFailedPrecondition when the lease is lost, kInvalidArgument for executions it cannot
+  // write; nothing of a refused batch is applied.
+  static Status ApplyTo(engine::WriteBatch& batch, Entry& entry);
 
   const MemoryStoreOptions options_;
   // Entries in the shards' `finished` queues (stale ones included): at most max_finished once

@@ -73,12 +73,15 @@ class SociStateStore final : public engine::StateStore {
   Result<engine::DefinitionRecord> LoadDefinition(const std::string& name,
                                                   const std::string& hash) override;
 
-  // Queued to the committer and waited for (it shares a commit with concurrent writes).
-  // Besides the contract: creating an instance whose id exists already returns the id when the
-  // stored instance has the same flow and input (a retry after a commit whose outcome was
-  // lost), kAlreadyExists otherwise.
-  Result<InstanceId> CreateInstance(const engine::InstanceRecord& record) override;
-  Status WriteInstance(const engine::InstanceWrite& write) override;
+  // Encoded on the calling thread, then queued to the committer: `done` runs on a thread of
+  // the store once the commit holding the call is durable (or failed), outside any lock of the
+  // store; the next commit waits for it. Called from a committer's own thread (a callback that
+  // writes), the call is applied there at once and `done` runs before it returns. After Stop():
+  // `done` runs at once with kFailedPrecondition. Besides the contract: creating an instance
+  // whose id exists already completes with the id when the stored instance has the same flow
+  // and input (a retry after a commit whose outcome was lost), kAlreadyExists otherwise.
+  void Create(const engine::InstanceRecord& record, CreateDone done) override;
+  void Apply(engine::WriteBatch batch, WriteDone done) override;
 
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
   // 256 instances per pair of queries, each pair in a read transaction of its own.
@@ -86,13 +89,6 @@ class SociStateStore final : public engine::StateStore {
       const std::vector<InstanceId>& ids) override;
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override;
-
-  bool asynchronous() const override { return true; }
-  // Queued; `done` runs on the committer thread after the batch holding the write committed
-  // (or failed), outside any lock of the store. It must not throw and should not block long:
-  // the next batch waits for it. After Stop(): called at once with kFailedPrecondition.
-  void WriteInstanceAsync(const engine::InstanceWrite& write, WriteDone done) override;
-  void CreateInstanceAsync(const engine::InstanceRecord& record, CreateDone done) override;
 
   Result<std::vector<InstanceId>> ClaimDue(const std::string& owner, TimePoint now,
                                                TimePoint lease_until, std::size_t limit) override;
