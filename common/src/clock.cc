@@ -25,6 +25,12 @@ Duration SecondsToDuration(double seconds) {
   return Duration(static_cast<std::int64_t>(std::llround(std::min(seconds, kMax) * 1e9)));
 }
 
+std::optional<TimePoint> AddSeconds(TimePoint from, double seconds) {
+  if (!(seconds > 0)) return from;
+  if (from >= kLatestTime || seconds > DurationToSeconds(kLatestTime - from)) return std::nullopt;
+  return from + SecondsToDuration(seconds);
+}
+
 double DurationToSeconds(Duration d) { return static_cast<double>(d.count()) / 1e9; }
 
 std::string FormatTime(TimePoint t) {
@@ -111,7 +117,7 @@ std::optional<TimePoint> ParseTime(std::string_view s) {
   std::chrono::year_month_day date{std::chrono::year(year),
                                    std::chrono::month(static_cast<unsigned>(month)),
                                    std::chrono::day(static_cast<unsigned>(day))};
-  if (!date.ok()) return std::nullopt;
+  if (!date.ok() || year < 1700 || year > 2261) return std::nullopt;
   auto t = std::chrono::sys_days(date).time_since_epoch() + std::chrono::hours(hour) +
            std::chrono::minutes(minute - offset_minutes) + std::chrono::seconds(second);
   return TimePoint(std::chrono::duration_cast<Duration>(t) + Duration(nanos));

@@ -152,12 +152,23 @@ class Interpreter::Run {
     }
   }
 
+  // `seconds` from now, for the Wait `s`; an error when that falls after kLatestTime.
+  Result<TimePoint> Later(const State& s, const char* key, double seconds) const {
+    std::optional<TimePoint> at = AddSeconds(now_, seconds);
+    if (!at) {
+      return InvalidArgument("state '" + s.name + "', " + key + ": " + Json(seconds).dump() +
+                             " seconds from " + FormatTime(now_) + " fall after " +
+                             FormatTime(kLatestTime) + ", the latest time sagaflow stores");
+    }
+    return *at;
+  }
+
   // When the Wait state `s` ends. Errors: a path whose value is missing or of the wrong type.
   Result<TimePoint> WakeTime(const State& s) {
     const statelang::WaitState& w = s.wait();
     switch (w.kind) {
       case statelang::WaitState::Kind::kSeconds:
-        return now_ + SecondsToDuration(w.seconds);
+        return Later(s, "Seconds", w.seconds);
       case statelang::WaitState::Kind::kTimestamp:
         return w.at;
       case statelang::WaitState::Kind::kSecondsPath:
@@ -176,7 +187,7 @@ class Interpreter::Run {
         return InvalidArgument(where + "expected a number of seconds, at least 0, found " +
                                (v->is_null() ? std::string("null") : v->dump()));
       }
-      return now_ + SecondsToDuration(v->get<double>());
+      return Later(s, key, v->get<double>());
     }
     if (!v->is_string()) {
       return InvalidArgument(where + "expected an RFC 3339 time such as " +
@@ -185,7 +196,7 @@ class Interpreter::Run {
     }
     std::optional<TimePoint> at = ParseTime(v->get<std::string>());
     if (!at) {
-      return InvalidArgument(where + "expected an RFC 3339 time such as " +
+      return InvalidArgument(where + "expected an RFC 3339 time before 2262 such as " +
                              "\"2026-12-24T18:00:00Z\", found " + v->dump());
     }
     return *at;
@@ -396,7 +407,10 @@ class Interpreter::Run {
     ++e.attempts;
     e.retry_at.reset();
     e.deadline_at.reset();
-    if (t.timeout_seconds) e.deadline_at = now_ + SecondsToDuration(*t.timeout_seconds);
+    if (t.timeout_seconds) {
+      // A timeout beyond kLatestTime never comes: no deadline.
+      e.deadline_at = AddSeconds(now_, *t.timeout_seconds);
+    }
     MarkChanged(id);
     step_.decision = Decision{t.is_async ? Decision::Kind::kDispatch : Decision::Kind::kInvoke, id,
                               e.attempts, {}, e.deadline_at};
@@ -533,7 +547,8 @@ class Interpreter::Run {
         double u = static_cast<double>(h >> 11) / 9007199254740992.0;  // [0, 1)
         delay = Duration(static_cast<Duration::rep>(static_cast<double>(delay.count()) * u));
       }
-      return now_ + delay;
+      // Kept before kLatestTime, the latest time stored (a backoff that long never ends anyway).
+      return delay < kLatestTime - now_ ? now_ + delay : kLatestTime;
     }
     return std::nullopt;
   }

@@ -436,11 +436,11 @@ class Validator {
     const std::string& key = given[0];
     if (key == "Seconds") {
       w.kind = WaitState::Kind::kSeconds;
-      // A bound on the number only: a wake time must also fall before 2262-04-11, where the
-      // stored nanoseconds since 1970 end.
+      // About 221 years: from any time before 2039 the wake time falls before kLatestTime
+      // (2262), the latest time stored; a later start past it fails the run at the Wait.
       std::optional<double> n = Number(v, ptr, "Seconds", 0, /*min_exclusive=*/false);
-      if (n && *n > 9.0e9) {
-        Error(Join(ptr, "Seconds"), "must be at most 9000000000, found " + v["Seconds"].dump());
+      if (n && *n > 7.0e9) {
+        Error(Join(ptr, "Seconds"), "must be at most 7000000000, found " + v["Seconds"].dump());
       }
       w.seconds = n.value_or(0);
     } else if (key == "Timestamp") {
@@ -450,7 +450,8 @@ class Validator {
         std::optional<TimePoint> at = ParseTime(w.timestamp);
         if (!at) {
           Error(Join(ptr, "Timestamp"),
-                "must be an RFC 3339 time with an offset, such as \"2026-12-24T18:00:00Z\"; "
+                "must be an RFC 3339 time with an offset, before 2262, such as "
+                "\"2026-12-24T18:00:00Z\"; "
                 "found \"" +
                     w.timestamp + "\"");
         } else {

@@ -202,6 +202,55 @@ TEST_F(InterpreterEventsTest, ABadWaitPathFailsTheRunNamingTheState) {
   EXPECT_THAT(r.error_message + r.error.value_or(TaskFailure{}).message, HasSubstr("RFC 3339"));
 }
 
+// Times end in 2262 (nanoseconds since 1970): a wake time past it fails the run, saying so,
+// instead of wrapping around into the past and firing at once.
+TEST_F(InterpreterEventsTest, AWaitPastTheLatestTimeFailsTheRunInsteadOfWrapping) {
+  struct Case {
+    const char* wait;
+    Json input;
+    const char* says;
+  };
+  for (const Case& c : {Case{R"("SecondsPath": "$.delay")", Json{{"delay", 8.0e9}}, "2262"},
+                        Case{R"("SecondsPath": "$.delay")", Json{{"delay", 1e300}}, "2262"},
+                        Case{R"("TimestampPath": "$.payBy")",
+                             Json{{"payBy", "9999-12-31T00:00:00Z"}}, "before 2262"}}) {
+    auto m = MustLoad(Flow("", c.wait));
+    InstanceRecord r = NewRecord(c.input);
+    Step s = interp_.Start(r, *m, now_);
+    s = Result(r, *m, s.decision.execution, s.decision.attempt, Ok("x"));
+    while (s.decision.kind == Kind::kInvoke) {
+      s = Result(r, *m, s.decision.execution, s.decision.attempt, Ok(nullptr));
+    }
+    EXPECT_EQ(s.decision.kind, Kind::kFinished) << c.input.dump();
+    EXPECT_NE(r.status, RunStatus::kSucceeded) << c.input.dump();
+    EXPECT_THAT(r.error_message + r.error.value_or(TaskFailure{}).message, HasSubstr(c.says))
+        << c.input.dump();
+  }
+  // Static Seconds within the loader's bound, entered late enough to pass the latest time.
+  auto m = MustLoad(Flow("", R"("Seconds": 7000000000)"));
+  InstanceRecord r = NewRecord();
+  const TimePoint late = *ParseTime("2100-01-01T00:00:00Z");
+  Step s = interp_.Start(r, *m, late);
+  s = interp_.OnEvent(r, *m, TaskResult{s.decision.execution, s.decision.attempt, Ok("x")}, late);
+  EXPECT_NE(s.decision.kind, Kind::kSleep);
+  EXPECT_THAT(r.error_message + r.error.value_or(TaskFailure{}).message,
+              HasSubstr("the latest time sagaflow stores"));
+}
+
+// A TimeoutSeconds that would end after the latest time is never reached: no deadline is armed.
+TEST_F(InterpreterEventsTest, ATimeoutBeyondTheLatestTimeArmsNoDeadline) {
+  auto m = MustLoad(Flow(R"(, "TimeoutSeconds": 1e15)"));
+  InstanceRecord r = NewRecord();
+  Step s = interp_.Start(r, *m, now_);
+  ASSERT_EQ(s.decision.kind, Kind::kInvoke);
+  EXPECT_FALSE(s.decision.deadline.has_value());
+  EXPECT_FALSE(r.executions.at(0).deadline_at.has_value());
+  auto small = MustLoad(Flow(R"(, "TimeoutSeconds": 5)"));
+  InstanceRecord t = NewRecord();
+  s = interp_.Start(t, *small, now_);
+  EXPECT_EQ(s.decision.deadline, now_ + seconds(5));
+}
+
 TEST_F(InterpreterEventsTest, StaleResultsChangeNothingAndSayWhy) {
   auto m = MustLoad(Flow(R"(, "Retry": [{"IntervalSeconds": 1, "MaxAttempts": 3}])"));
   InstanceRecord r = NewRecord();

@@ -531,6 +531,11 @@ TEST(LoaderTest, WaitErrorsNameTheKey) {
               ElementsAre(ErrorAt("/States/A/Seconds", HasSubstr("must be a number"))));
   EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Seconds": 1e12)"))),
               ElementsAre(ErrorAt("/States/A/Seconds", HasSubstr("at most"))));
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Seconds": 7000000001)"))),
+              ElementsAre(ErrorAt("/States/A/Seconds", HasSubstr("at most 7000000000"))));
+  EXPECT_TRUE(LoadStateMachine(WaitFlow(R"("Seconds": 7000000000)")).ok());
+  EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Timestamp": "2262-01-01T00:00:00Z")"))),
+              ElementsAre(ErrorAt("/States/A/Timestamp", HasSubstr("before 2262"))));
   EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Timestamp": "2026-12-24 18:00")"))),
               ElementsAre(ErrorAt("/States/A/Timestamp", HasSubstr("RFC 3339"))));
   EXPECT_THAT(Errors(LoadStateMachine(WaitFlow(R"("Timestamp": "2026-12-24T18:00:00")"))),

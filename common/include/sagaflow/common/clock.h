@@ -49,10 +49,18 @@ double DurationToSeconds(Duration d);
 // ISO-8601 UTC with milliseconds, e.g. "2026-11-21T21:16:41.123Z".
 std::string FormatTime(TimePoint t);
 
+// The latest time sagaflow stores, 2262-01-01T00:00:00Z: times are nanoseconds since 1970 in
+// 64 bits, which end in April 2262. A wake time or a deadline after it is refused, not wrapped.
+inline constexpr TimePoint kLatestTime{Duration(9'214'646'400'000'000'000)};
+
+// `from` plus `seconds` (at least 0), or nullopt when that falls after kLatestTime.
+std::optional<TimePoint> AddSeconds(TimePoint from, double seconds);
+
 // Reads an RFC 3339 time: "2026-11-21T21:16:41Z", with optional fractional seconds (to the
 // nanosecond) and a "Z" or "+hh:mm"/"-hh:mm" offset; "t" and "z" are accepted for "T" and "Z".
 // A time without an offset is refused: it would mean a different instant on every node.
-// Returns nullopt for anything else, including dates that do not exist (2026-02-30).
+// Returns nullopt for anything else, including dates that do not exist (2026-02-30) and
+// years before 1700 or after 2261 (see kLatestTime).
 std::optional<TimePoint> ParseTime(std::string_view text);
 
 }  // namespace sagaflow
