@@ -397,8 +397,8 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
       kExecutionColumns.size());
 
   // Executions the engine knows are stored: progress only, without the identity and input an
-  // upsert would carry and check. RETURNING names the rows found; one missing after all is
-  // inserted whole by the upsert.
+  // upsert would carry and check. RETURNING names the rows found; one missing refuses its batch
+  // (ItemRefused), which is then applied alone and refused, so that the others commit.
   std::string progress;
   for (std::size_t i = 2; i < kProgressColumns.size(); ++i) {
     if (!progress.empty()) progress += ", ";
