@@ -1,6 +1,9 @@
 #include "recovery.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -9,8 +12,9 @@ namespace sagaflow::engine {
 Recovery::Recovery(StateStore& store, const Clock& clock, std::string owner, Duration lease_ttl)
     : store_(store), clock_(clock), owner_(std::move(owner)), lease_ttl_(lease_ttl) {}
 
-Result<RecoverReport> Recovery::Pass(std::size_t limit, const Resume& resume) const {
-  const TimePoint now = clock_.Now();
+Result<RecoverReport> Recovery::Pass(std::size_t limit, const Resume& resume) {
+  TimePoint now = clock_.Now();
+  ReleaseUnloaded(now);
   // One claim for the lot; then each is only read (it is ours until its lease expires).
   SAGAFLOW_ASSIGN_OR_RETURN(std::vector<InstanceId> ids,
                             store_.ClaimDue(owner_, now, now + lease_ttl_, limit));
@@ -21,17 +25,58 @@ Result<RecoverReport> Recovery::Pass(std::size_t limit, const Resume& resume) co
         ids.begin() + static_cast<std::ptrdiff_t>(begin),
         ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), begin + kLoadChunk)));
     auto loaded = store_.LoadInstances(chunk);
+    if (loaded.ok() && loaded->size() != chunk.size()) {
+      loaded = Internal("the store loaded " + std::to_string(loaded->size()) + " of " +
+                        std::to_string(chunk.size()) + " instances asked for");
+    }
+    std::vector<InstanceId> unloaded;
     for (std::size_t i = 0; i < chunk.size(); ++i) {
       const InstanceId& id = chunk[i];
-      Status s = loaded.ok() ? resume(id, std::move((*loaded)[i])) : loaded.status();
+      Status s = loaded.status();
+      if (loaded.ok()) {
+        if (!(*loaded)[i].ok()) unloaded.push_back(id);
+        s = resume(id, std::move((*loaded)[i]));
+      } else {
+        unloaded.push_back(id);
+      }
       if (s.ok()) {
         report.resumed.push_back(id);
       } else {
         report.failed.emplace_back(id, std::move(s));
       }
     }
+    if (!unloaded.empty()) {
+      // Claimed but not loaded: nothing runs them here, yet the lease keeper would renew their
+      // leases for as long as this process lives. Given back, a later pass takes them again.
+      std::lock_guard lock(mu_);
+      unreleased_.insert(unreleased_.end(), unloaded.begin(), unloaded.end());
+    }
   }
+  if (!report.failed.empty()) ReleaseUnloaded(clock_.Now());
   return report;
+}
+
+void Recovery::ReleaseUnloaded(TimePoint now) {
+  std::vector<InstanceId> ids;
+  {
+    std::lock_guard lock(mu_);
+    ids.swap(unreleased_);
+  }
+  std::vector<InstanceId> kept;
+  for (const InstanceId& id : ids) {
+    auto released = store_.ClaimInstance(id, owner_, now, now);
+    if (released.ok() || released.status().code() == StatusCode::kNotFound ||
+        released.status().code() == StatusCode::kFailedPrecondition) {
+      continue;  // given back, gone, or another process's already
+    }
+    kept.push_back(id);  // the store is away: tried again at the next pass
+  }
+  if (kept.empty()) return;
+  spdlog::warn("could not give back the leases of {} instance(s) recovery could not load; "
+               "trying again at the next pass",
+               kept.size());
+  std::lock_guard lock(mu_);
+  unreleased_.insert(unreleased_.end(), kept.begin(), kept.end());
 }
 
 }  // namespace sagaflow::engine

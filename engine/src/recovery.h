@@ -4,7 +4,9 @@
 
 #include <cstddef>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "sagaflow/common/clock.h"
 #include "sagaflow/engine/executor.h"
@@ -15,19 +17,25 @@ namespace sagaflow::engine {
 // One pass of recovery: claims up to `limit` instances that are due (StateStore::ClaimDue:
 // leases of processes that died, timers of parked instances), loads them a chunk of 256 at a
 // time (LoadInstances) and hands each to `resume` before loading the next chunk, so that the
-// workers start on the first while the rest load. An instance whose load fails is reported;
-// its claimed lease expires and a later pass takes it again. Thread-safe (stateless).
+// workers start on the first while the rest load. An instance whose load fails is handed to
+// `resume` with the error and reported; its lease is given back (at the next pass when the
+// store refuses that too), so that a later pass takes it again rather than the lease keeper
+// renewing a lease nothing runs under. Thread-safe.
 class Recovery {
  public:
   using Resume = std::function<Status(const InstanceId&, Result<InstanceRecord>)>;
   Recovery(StateStore& store, const Clock& clock, std::string owner, Duration lease_ttl);
-  Result<RecoverReport> Pass(std::size_t limit, const Resume& resume) const;
+  Result<RecoverReport> Pass(std::size_t limit, const Resume& resume);
 
  private:
+  void ReleaseUnloaded(TimePoint now);
+
   StateStore& store_;
   const Clock& clock_;
   const std::string owner_;
   const Duration lease_ttl_;
+  std::mutex mu_;
+  std::vector<InstanceId> unreleased_;  // claimed, not loaded, lease not given back yet
 };
 
 }  // namespace sagaflow::engine

@@ -74,8 +74,8 @@ struct ExecutorStats {
 // What one pass of recovery did.
 struct RecoverReport {
   std::vector<InstanceId> resumed;
-  // Claimed but not resumable (their flow no longer loads, a task is not registered, ...):
-  // their lease is released for another process to try.
+  // Claimed but not resumable (not loaded, their flow no longer loads, a task is not
+  // registered, ...): their lease is released for a later pass, here or elsewhere, to try.
   std::vector<std::pair<InstanceId, Status>> failed;
 };
 

@@ -45,6 +45,8 @@ class FaultInjectingStateStore final : public engine::StateStore {
   void FailNextWrites(int n) { fail_writes_.store(n); }
   void FailNextCreates(int n) { fail_creates_.store(n); }
   void FailNextLoads(int n) { fail_loads_.store(n); }
+  // The next `n` ClaimInstance calls fail with kUnavailable.
+  void FailNextClaims(int n) { fail_claims_.store(n); }
 
   // Apply calls seen (refused ones included), and how many were refused.
   int write_calls() const { return write_calls_.load(); }
@@ -113,6 +115,7 @@ class FaultInjectingStateStore final : public engine::StateStore {
   }
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
                                                TimePoint now, TimePoint lease_until) override {
+    if (TakeFault(fail_claims_)) return Unavailable("injected: ClaimInstance refused");
     return base_.ClaimInstance(id, owner, now, lease_until);
   }
   Result<engine::InstanceRecord> ClaimIdle(const InstanceId& id, const std::string& owner,
@@ -192,6 +195,7 @@ class FaultInjectingStateStore final : public engine::StateStore {
   std::atomic<int> fail_writes_{0};
   std::atomic<int> fail_creates_{0};
   std::atomic<int> fail_loads_{0};
+  std::atomic<int> fail_claims_{0};
   std::atomic<int> write_calls_{0};
   std::atomic<int> failed_writes_{0};
 };
