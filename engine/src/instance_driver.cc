@@ -335,9 +335,11 @@ void InstanceDriver::Stored(Live& live) {
 
 InstanceDriver::Refusal InstanceDriver::Refused(Live& live, const Status& status) {
   if (status.code() == StatusCode::kFailedPrecondition ||
-      status.code() == StatusCode::kNotFound) {
-    // The lease is lost (another process took the instance over) or the instance is gone:
-    // nothing of this step may be acted on, and writing again cannot help.
+      status.code() == StatusCode::kNotFound || status.code() == StatusCode::kInvalidArgument) {
+    // The lease is lost (another process took the instance over), the instance is gone, or the
+    // store refused the batch as malformed (nothing of it was applied): nothing of this step
+    // may be acted on, and writing it again cannot help. The instance leaves this engine; one
+    // still leased here is taken up from what is stored when its lease expires.
     spdlog::error("instance {}: stopped running it here: {}", live.record.id.str(),
                   status.ToString());
     return Refusal::kLost;

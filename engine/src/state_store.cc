@@ -13,7 +13,20 @@ ExecutionProgress ExecutionProgress::Of(const StateExecution& e) {
                            e.output,     e.error,        e.ended_at};
 }
 
-void ExecutionProgress::ApplyTo(StateExecution& e) const {
+void ExecutionProgress::ApplyTo(StateExecution& e) && {
+  e.attempts = attempts;
+  e.status = status;
+  e.compensation_status = compensation_status;
+  e.superseded = superseded;
+  e.retry_counts = std::move(retry_counts);
+  e.retry_at = retry_at;
+  e.deadline_at = deadline_at;
+  e.output = std::move(output);
+  e.error = std::move(error);
+  e.ended_at = ended_at;
+}
+
+void ExecutionProgress::ApplyTo(StateExecution& e) const& {
   e.attempts = attempts;
   e.status = status;
   e.compensation_status = compensation_status;

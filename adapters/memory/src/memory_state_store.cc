@@ -211,8 +211,9 @@ Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
       engine::ExecutionProgress::Of(e).ApplyTo(dst.executions[i]);
     }
   }
-  for (const engine::ExecutionProgress& p : batch.progress) {
-    p.ApplyTo(dst.executions[static_cast<std::size_t>(p.id)]);
+  for (engine::ExecutionProgress& p : batch.progress) {
+    const auto i = static_cast<std::size_t>(p.id);
+    std::move(p).ApplyTo(dst.executions[i]);
   }
   return Status::Ok();
 }

@@ -50,7 +50,8 @@ struct ExecutionProgress {
   std::optional<TimePoint> ended_at;
 
   static ExecutionProgress Of(const StateExecution& e);
-  void ApplyTo(StateExecution& e) const;
+  void ApplyTo(StateExecution& e) const&;
+  void ApplyTo(StateExecution& e) &&;  // moves what it holds into `e`
 };
 
 // One step's changes to one instance, as a value: the store applies all of it or none, and
