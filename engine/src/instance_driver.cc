@@ -375,6 +375,7 @@ WriteBatch InstanceDriver::BatchFor(const Live& live, const Step& step, bool hea
     batch.header = HeaderOf(r);
     batch.header->release_owner = live.parking;
   }
+  batch.new_executions.reserve(step.changed_executions.size());
   for (int id : step.changed_executions) {
     const StateExecution& e = r.executions[static_cast<std::size_t>(id)];
     if (id < live.stored_executions) {

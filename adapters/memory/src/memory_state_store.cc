@@ -200,6 +200,8 @@ Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
   for (engine::StateExecution& e : batch.new_executions) {
     const auto i = static_cast<std::size_t>(e.id);
     if (i == dst.executions.size()) {
+      // Most instances run a handful of executions: room for them at once, not 1, 2, 4.
+      if (dst.executions.capacity() == 0) dst.executions.reserve(8);
       dst.executions.push_back(std::move(e));
     } else if (i > dst.executions.size() || dst.executions[i].state.empty()) {
       // Ahead of an execution not written yet (a batch applied out of order): the gap is held
