@@ -41,7 +41,30 @@ Json FailureJson(const std::optional<TaskFailure>& f) {
   return Json{{"type", f->type}, {"message", f->message}};
 }
 
+// When a parked instance wakes, for a person: its wake time, "on event" when only an event
+// wakes it, "-" when it is not parked (a process holds it, or it has finished).
+std::string WakeText(bool finished, const std::string& owner, TimePoint lease_until) {
+  if (!IsParked(finished, owner)) return "-";
+  const std::optional<TimePoint> at = WakeTime(lease_until);
+  return at ? FormatTime(*at) : "on event";
+}
+
+// "parked" and "wakeAt" (null unless parked until a time), added to an instance's JSON.
+void AddWake(Json& out, bool finished, const std::string& owner, TimePoint lease_until) {
+  const bool parked = IsParked(finished, owner);
+  const std::optional<TimePoint> at = WakeTime(lease_until);
+  out["parked"] = parked;
+  out["wakeAt"] = parked && at ? Json(FormatTime(*at)) : Json();
+}
+
 }  // namespace
+
+bool IsParked(bool finished, const std::string& owner) { return !finished && owner.empty(); }
+
+std::optional<TimePoint> WakeTime(TimePoint lease_until) {
+  if (lease_until == TimePoint::max()) return std::nullopt;
+  return lease_until;
+}
 
 std::string StoreUrl(const StoreArgs& args) {
   if (!args.url.empty()) return args.url;
@@ -177,7 +200,7 @@ int OpenEngine(const StoreArgs& store_args, const TaskRegistry& base,
 }
 
 Json SummaryJson(const engine::InstanceSummary& s) {
-  return Json{{"id", s.id.str()},
+  Json out = {{"id", s.id.str()},
               {"flow", s.flow_name},
               {"version", s.flow_version},
               {"businessKey", s.business_key.empty() ? Json() : Json(s.business_key)},
@@ -186,6 +209,8 @@ Json SummaryJson(const engine::InstanceSummary& s) {
               {"startedAt", FormatTime(s.started_at)},
               {"endedAt", s.ended_at ? Json(FormatTime(*s.ended_at)) : Json()},
               {"owner", s.owner.empty() ? Json() : Json(s.owner)}};
+  AddWake(out, s.finished, s.owner, s.lease_until);
+  return out;
 }
 
 Json InstanceJson(const engine::InstanceRecord& r, bool with_executions) {
@@ -206,6 +231,7 @@ Json InstanceJson(const engine::InstanceRecord& r, bool with_executions) {
               {"errorMessage", r.error_message.empty() ? Json() : Json(r.error_message)},
               {"input", r.input.get()},
               {"context", r.context.get()}};
+  AddWake(out, r.finished(), r.owner, r.lease_until);
   if (!with_executions) return out;
   Json executions = Json::array();
   for (const engine::StateExecution& e : r.executions) {
@@ -249,6 +275,8 @@ void PrintInstance(std::ostream& out, const engine::InstanceRecord& r) {
       out << "  owner         " << r.owner << " (lease until " << FormatTime(r.lease_until)
           << ")\n";
     }
+  } else if (IsParked(r.finished(), r.owner)) {
+    out << "  wakes         " << WakeText(r.finished(), r.owner, r.lease_until) << "\n";
   }
   if (r.error) out << "  error         " << r.error->type << ": " << r.error->message << "\n";
   if (!r.error_code.empty() || !r.error_message.empty()) {
@@ -284,14 +312,15 @@ void PrintInstance(std::ostream& out, const engine::InstanceRecord& r) {
 void PrintSummaries(std::ostream& out, const std::vector<engine::InstanceSummary>& list) {
   out << std::left << std::setw(27) << "ID" << std::setw(22) << "FLOW" << std::setw(9)
       << "VERSION" << std::setw(20) << "BUSINESS KEY" << std::setw(7) << "STATUS" << std::setw(6)
-      << "COMP" << std::setw(25) << "STARTED"
-      << "ENDED\n";
+      << "COMP" << std::setw(25) << "STARTED" << std::setw(25) << "ENDED"
+      << "WAKES\n";
   for (const engine::InstanceSummary& s : list) {
     out << std::setw(27) << s.id.str() << std::setw(22) << s.flow_name << std::setw(9)
         << s.flow_version << std::setw(20) << (s.business_key.empty() ? "-" : s.business_key)
         << std::setw(7) << engine::RunStatusCode(s.status) << std::setw(6)
         << Code(s.compensation_status) << std::setw(25) << FormatTime(s.started_at)
-        << Time(s.ended_at) << "\n";
+        << std::setw(25) << Time(s.ended_at) << WakeText(s.finished, s.owner, s.lease_until)
+        << "\n";
   }
   out << std::right;
 }

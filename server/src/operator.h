@@ -85,6 +85,14 @@ int OpenEngine(const StoreArgs& store, const TaskRegistry& base, const std::stri
 // 1 for the rest.
 int ExitCodeFor(const Status& status);
 
+// A parked instance — unfinished and held by no process: sleeping in a Wait or a retry's
+// backoff, or waiting for an event — is taken up by whichever engine claims it once its
+// lease_until, its wake time, has come.
+bool IsParked(bool finished, const std::string& owner);
+// The wake time a parked instance's lease_until stands for; none when it is TimePoint::max():
+// only an event wakes it.
+std::optional<TimePoint> WakeTime(TimePoint lease_until);
+
 // An instance as JSON, with its executions when `with_executions`.
 Json InstanceJson(const engine::InstanceRecord& r, bool with_executions);
 Json SummaryJson(const engine::InstanceSummary& s);

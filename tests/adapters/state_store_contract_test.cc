@@ -1243,11 +1243,13 @@ TEST_P(StateStoreListTest, SummariesCarryTheHeader) {
   EXPECT_THAT(s.ended_at, Optional(At(12)));
   EXPECT_EQ(s.owner, "owner-b-mid");
   EXPECT_EQ(s.lease_until, At(102));
+  EXPECT_TRUE(s.finished);
 
   list = store().ListInstances({.status = RunStatus::kRunning});
   ASSERT_THAT(list, IsOk());
   ASSERT_EQ(list->size(), 1u);
   EXPECT_FALSE(list->front().ended_at.has_value());
+  EXPECT_FALSE(list->front().finished);
   EXPECT_FALSE(list->front().compensation_status.has_value());
 }
 

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,7 +25,10 @@ using ::sagaflow::testing::IsOk;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::EndsWith;
 using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::StartsWith;
 using std::chrono::seconds;
 
 // Every fulfilment step answers true, except pickGoods when told to answer false.
@@ -39,6 +44,10 @@ std::string Mocks(bool pick_goods) {
 }
 
 const char* const kInput = R"({"receiveFulfillRequest": {"orderId": "1001", "userId": "u-7"}})";
+
+// The payment example of docs/statelang.md: a Wait of 30 minutes after the first task.
+const std::string kOrderPayment = kSourceDir + "/docs/examples/order_payment.json";
+const std::string kOrderPaid = kSourceDir + "/docs/examples/scenarios/order_paid.json";
 
 class OperatorCliTest : public CliTest {
  protected:
@@ -91,6 +100,23 @@ class OperatorCliTest : public CliTest {
     return out;
   }
 
+  // Runs the payment example with --timeout 1: its Wait outlasts it, and the instance stays
+  // parked in the store. Returns what `run` printed.
+  CliRun RunOrderPaymentUntilParked() {
+    CliRun r = Db({"run", "--flow", kOrderPayment, "--mocks", kOrderPaid, "--timeout", "1"});
+    EXPECT_EQ(r.exit_code, kExitFailure) << r.err;
+    return r;
+  }
+
+  // The line of `instances list` (human form) that starts with `id`; "" when none does.
+  static std::string ListLine(const std::string& out, const std::string& id) {
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind(id, 0) == 0) return line;
+    }
+    return "";
+  }
+
   std::string db_;
   std::string ok_;
   std::string pick_fails_;
@@ -127,6 +153,89 @@ TEST_F(OperatorCliTest, RunStoresTheInstanceAndListAndShowReadItBack) {
 
   CliRun human = Db({"instances", "show", run["id"].get<std::string>()});
   EXPECT_THAT(human.out, AllOf(HasSubstr("status        SU"), HasSubstr("TmsService")));
+}
+
+TEST_F(OperatorCliTest, InstancesSayWhenAParkedInstanceWakes) {
+  const std::string done = RunFulfil(ok_)["id"];
+  const TimePoint before = SystemClock().Now();
+  RunOrderPaymentUntilParked();
+  const TimePoint after = SystemClock().Now();
+
+  Json list = Parse(Db({"instances", "list", "--json"}));
+  ASSERT_EQ(list.size(), 2u);
+  const Json& parked = list[0];  // newest first
+  ASSERT_EQ(parked["flow"], "orderPayment");
+  EXPECT_EQ(parked["status"], "RU");
+  EXPECT_TRUE(parked["owner"].is_null());
+  EXPECT_EQ(parked["parked"], true);
+  ASSERT_TRUE(parked["wakeAt"].is_string()) << parked.dump();
+  const std::string wake = parked["wakeAt"];
+  // The end of the 30 minutes, counted from when the Wait began.
+  std::optional<TimePoint> wake_time = ParseTime(wake);
+  ASSERT_TRUE(wake_time.has_value()) << wake;
+  EXPECT_GE(*wake_time, before + seconds(1800) - std::chrono::milliseconds(1));
+  EXPECT_LE(*wake_time, after + seconds(1800));
+  EXPECT_EQ(list[1]["id"], done);
+  EXPECT_EQ(list[1]["parked"], false);
+  EXPECT_TRUE(list[1]["wakeAt"].is_null());
+
+  const std::string id = parked["id"];
+  Json shown = Parse(Db({"instances", "show", id, "--json"}));
+  EXPECT_EQ(shown["parked"], true);
+  EXPECT_EQ(shown["wakeAt"], wake);
+  EXPECT_EQ(shown["leaseUntil"], wake);  // the wake time is the lease of a parked instance
+  Json finished = Parse(Db({"instances", "show", done, "--json"}));
+  EXPECT_EQ(finished["parked"], false);
+  EXPECT_TRUE(finished["wakeAt"].is_null());
+
+  CliRun human = Db({"instances", "show", id});
+  ASSERT_EQ(human.exit_code, kExitOk) << human.err;
+  EXPECT_THAT(human.out, HasSubstr("\n  ended         -\n  wakes         " + wake + "\n"));
+  EXPECT_THAT(human.out, Not(HasSubstr("owner")));
+  EXPECT_THAT(Db({"instances", "show", done}).out, Not(HasSubstr("wakes")));
+
+  CliRun table = Db({"instances", "list"});
+  ASSERT_EQ(table.exit_code, kExitOk) << table.err;
+  EXPECT_THAT(table.out, StartsWith("ID                         FLOW                  VERSION  "
+                                    "BUSINESS KEY        STATUS COMP  STARTED                  "
+                                    "ENDED                    WAKES\n"));
+  const std::string started = parked["startedAt"];
+  EXPECT_THAT(ListLine(table.out, id),
+              EndsWith(" RU     -     " + started + " -                        " + wake));
+  EXPECT_THAT(ListLine(table.out, done), EndsWith(" -"));
+}
+
+TEST_F(OperatorCliTest, AnInstanceParkedUntilAnEventWakesOnEvent) {
+  RunFulfil(ok_);  // stores the definition
+  auto machine = statelang::LoadStateMachineFile(kFulfillFlow).machine;
+  ASSERT_NE(machine, nullptr);
+  engine::InstanceRecord r;
+  r.id = NewInstanceId();
+  r.flow_name = machine->name();
+  r.flow_version = machine->version();
+  r.flow_hash = machine->content_hash();
+  r.input = Json::parse(kInput);
+  r.context = r.input;
+  r.started_at = r.updated_at = SystemClock().Now();
+  r.lease_until = TimePoint::max();  // no owner, no wake time: only an event takes it up
+  r.cursor.current = machine->start();
+  {
+    auto store = OpenDirectly();
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->CreateInstance(r), IsOk());
+  }
+  Json list = Parse(Db({"instances", "list", "--json"}));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["id"], r.id.str());
+  EXPECT_EQ(list[0]["parked"], true);
+  EXPECT_TRUE(list[0]["wakeAt"].is_null());
+  Json shown = Parse(Db({"instances", "show", r.id.str(), "--json"}));
+  EXPECT_EQ(shown["parked"], true);
+  EXPECT_TRUE(shown["wakeAt"].is_null());
+  EXPECT_THAT(Db({"instances", "show", r.id.str()}).out,
+              HasSubstr("\n  wakes         on event\n"));
+  EXPECT_THAT(ListLine(Db({"instances", "list"}).out, r.id.str()),
+              EndsWith(" -                        on event"));
 }
 
 TEST_F(OperatorCliTest, ABusinessKeyMakesRunIdempotentAndRefusesADifferentInput) {

@@ -239,7 +239,8 @@ Result<std::vector<engine::InstanceSummary>> MemoryStateStore::ListInstances(
       if (!filter.flow_name.empty() && r.flow_name != filter.flow_name) continue;
       out.push_back(engine::InstanceSummary{r.id, r.flow_name, r.flow_version, r.business_key,
                                             r.status, r.compensation_status, r.started_at,
-                                            r.ended_at, r.owner, r.lease_until});
+                                            r.ended_at, r.owner, r.lease_until,
+                                            r.finished()});
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {

@@ -213,7 +213,7 @@ Result<std::vector<InstanceSummary>> SociStateStore::ListInstances(
         // Only fixed SQL fragments vary; the values are bound.
         std::string sql =
             "SELECT id, flow_name, flow_version, business_key, status, compensation_status, "
-            "started_at, ended_at, owner, lease_until FROM instances";
+            "started_at, ended_at, owner, lease_until, unfinished FROM instances";
         const std::string status =
             filter.status ? std::string(engine::RunStatusCode(*filter.status)) : "";
         const long long limit = ClampToInt64(filter.limit);
@@ -229,6 +229,7 @@ Result<std::vector<InstanceSummary>> SociStateStore::ListInstances(
         st.exchange(soci::into(c.ended_at, c.ended_at_ind));
         st.exchange(soci::into(c.owner));
         st.exchange(soci::into(c.lease_until));
+        st.exchange(soci::into(c.unfinished));
         const char* glue = " WHERE ";
         if (filter.status) {
           sql += glue + std::string("status = :status");
@@ -269,6 +270,7 @@ Result<std::vector<InstanceSummary>> SociStateStore::ListInstances(
           if (c.ended_at_ind == soci::i_ok) s.ended_at = sql::FromNanos(c.ended_at);
           s.owner = c.owner;
           s.lease_until = sql::FromNanos(c.lease_until);
+          s.finished = c.unfinished == 0;
           out.push_back(std::move(s));
         }
         return out;

@@ -121,6 +121,9 @@ struct InstanceSummary {
   std::optional<TimePoint> ended_at;
   std::string owner;
   TimePoint lease_until{};
+  // Whether its cursor is finished (InstanceRecord::finished()): an unfinished instance with no
+  // owner is parked, and lease_until is its wake time.
+  bool finished = false;
 };
 
 // What remains to recover: unfinished instances (cursor not finished) and their leases.
