@@ -177,6 +177,46 @@ int PrintReplayPlan(engine::StateStore& store, const TaskRegistry& registry,
   return kExitOk;
 }
 
+// What becomes of an instance `run` stopped waiting for, from the store: a parked one
+// (sleeping in a Wait or a retry's backoff) is taken up by whichever engine claims it at its
+// wake time; one this process holds once the lease of this process, which is exiting, expires.
+std::string WhatBecomesOf(engine::StateStore& store, const InstanceId& id,
+                          const statelang::StateMachine& machine) {
+  const std::string lease_held = "instance " + id.str() +
+                                 " is stored; `sagaflow recover` finishes it once its lease "
+                                 "expires";
+  auto r = store.LoadInstance(id);
+  if (!r.ok()) return lease_held;
+  if (r->finished()) {
+    return "instance " + id.str() + " ended meanwhile (status " +
+           std::string(engine::RunStatusCode(r->status)) + "); `sagaflow instances show " +
+           id.str() + "` prints it";
+  }
+  if (!IsParked(r->finished(), r->owner)) return lease_held;
+  const engine::Cursor& c = r->cursor;
+  std::string waiting = "parked";
+  if (c.wake_at) {
+    // The cursor indexes the states of the definition the instance started on (a repeated
+    // business key may have started it on another).
+    const bool same_machine = r->flow_hash == machine.content_hash() && c.current >= 0 &&
+                              static_cast<std::size_t>(c.current) < machine.states().size();
+    waiting = same_machine ? "waiting in state '" + machine.state(c.current).name + "'"
+                           : std::string("waiting in a Wait");
+  } else if (c.active_execution >= 0 &&
+             static_cast<std::size_t>(c.active_execution) < r->executions.size()) {
+    const engine::StateExecution& e = r->executions[static_cast<std::size_t>(c.active_execution)];
+    waiting = (e.retry_at ? "waiting to retry state '" : "waiting in state '") + e.state.str() +
+              "'";
+  }
+  const std::optional<TimePoint> wake = WakeTime(r->lease_until);
+  if (!wake) {
+    return "instance " + id.str() + " is stored, " + waiting +
+           " for an event, with no wake time; it is taken up when the event comes";
+  }
+  return "instance " + id.str() + " is stored, " + waiting + " until " + FormatTime(*wake) +
+         "; `sagaflow recover` (or any engine on this database) takes it up then";
+}
+
 int OperateAllFailed(OperatorEngine& eng, const OperateArgs& args, const Json& patch) {
   std::vector<InstanceId> ids;
   for (engine::RunStatus status : {engine::RunStatus::kFailed, engine::RunStatus::kUnknown}) {
@@ -292,8 +332,8 @@ int RunRun(const RunArgs& args, const TaskRegistry& base) {
   if (!id.ok()) return Fail(id.status());
   auto r = eng.executor->Await(*id, Seconds(args.timeout_s));
   if (!r.ok()) {
-    std::cerr << "error: " << r.status().message() << "\ninstance " << id->str()
-              << " is stored; `sagaflow recover` finishes it once its lease expires\n";
+    std::cerr << "error: " << r.status().message() << "\n"
+              << WhatBecomesOf(*eng.store, *id, *machine) << "\n";
     return kExitFailure;
   }
   PrintResult(*r, args.json);

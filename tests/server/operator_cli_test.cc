@@ -238,6 +238,38 @@ TEST_F(OperatorCliTest, AnInstanceParkedUntilAnEventWakesOnEvent) {
               EndsWith(" -                        on event"));
 }
 
+TEST_F(OperatorCliTest, RunGivingUpOnAWaitSaysInWhichStateAndUntilWhenTheInstanceSleeps) {
+  CliRun run = RunOrderPaymentUntilParked();
+  Json list = Parse(Db({"instances", "list", "--json"}));
+  ASSERT_EQ(list.size(), 1u);
+  const std::string id = list[0]["id"];
+  ASSERT_TRUE(list[0]["wakeAt"].is_string()) << list.dump();
+  EXPECT_THAT(run.err, HasSubstr("error: instance " + id + " did not finish within 1.0 s\n"));
+  EXPECT_THAT(run.err, HasSubstr("\ninstance " + id + " is stored, waiting in state " +
+                                 "'PaymentWindow' until " + list[0]["wakeAt"].get<std::string>() +
+                                 "; `sagaflow recover` (or any engine on this database) takes " +
+                                 "it up then\n"));
+  EXPECT_THAT(run.err, Not(HasSubstr("lease")));
+}
+
+TEST_F(OperatorCliTest, RunGivingUpOnARetrysBackoffSaysWhichStateItRetriesAndWhen) {
+  // The charge times out, always: its first retry waits 2 s, longer than --timeout.
+  CliRun run = Db({"run", "--flow", kSourceDir + "/docs/examples/retry.json", "--mocks",
+                   kSourceDir + "/docs/examples/scenarios/retry_exhausted.json", "--timeout",
+                   "0.5"});
+  ASSERT_EQ(run.exit_code, kExitFailure) << run.err;
+  Json list = Parse(Db({"instances", "list", "--json"}));
+  ASSERT_EQ(list.size(), 1u);
+  const std::string id = list[0]["id"];
+  Json shown = Parse(Db({"instances", "show", id, "--json"}));
+  ASSERT_EQ(shown["executions"].size(), 1u);
+  const std::string retry_at = shown["executions"][0]["retryAt"];
+  EXPECT_EQ(shown["wakeAt"], retry_at);
+  EXPECT_THAT(run.err, HasSubstr("\ninstance " + id + " is stored, waiting to retry state " +
+                                 "'Charge' until " + retry_at + "; `sagaflow recover` (or any " +
+                                 "engine on this database) takes it up then\n"));
+}
+
 TEST_F(OperatorCliTest, ABusinessKeyMakesRunIdempotentAndRefusesADifferentInput) {
   Json first = RunFulfil(ok_, kInput, "order-1001");
   Json again = RunFulfil(ok_, kInput, "order-1001");
