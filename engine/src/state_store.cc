@@ -95,9 +95,10 @@ class Outcome {
 };
 }  // namespace
 
-Result<InstanceId> StateStore::CreateInstance(const InstanceRecord& record) {
+Result<InstanceId> StateStore::CreateInstance(const InstanceRecord& record,
+                                              std::span<const DispatchRecord> dispatches) {
   Outcome<Result<InstanceId>> outcome;
-  Create(record, [&outcome](Result<InstanceId> id) { outcome.Set(std::move(id)); });
+  Create(record, dispatches, [&outcome](Result<InstanceId> id) { outcome.Set(std::move(id)); });
   return outcome.Get();
 }
 

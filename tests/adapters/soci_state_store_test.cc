@@ -227,8 +227,8 @@ TEST_P(SociStateStoreTest, LeaseIndexesHoldRunningInstancesOnly) {
 }
 
 // Schema version 3 drops the executions' foreign key: a database at version 2 (with the key,
-// without version 4's deadline column) keeps every row through migrations 3 and 4, SQLite's
-// rebuilt table included.
+// without version 4's deadline column or version 5's outbox) keeps every row through
+// migrations 3 to 5, SQLite's rebuilt table included.
 TEST_P(SociStateStoreTest, MigrationThreeDropsTheExecutionsForeignKeyAndKeepsTheRows) {
   const bool sqlite = GetParam() == "sqlite";
   const std::string foreign_keys =
@@ -263,17 +263,19 @@ TEST_P(SociStateStoreTest, MigrationThreeDropsTheExecutionsForeignKeyAndKeepsThe
            started_at, ended_at FROM state_executions;
          DROP TABLE state_executions;
          ALTER TABLE state_executions_v2 RENAME TO state_executions;
+         DROP TABLE dispatches;
          DELETE FROM schema_migrations WHERE version >= 3;)"
              : "ALTER TABLE state_executions ADD CONSTRAINT state_executions_instance_id_fkey "
                "FOREIGN KEY (instance_id) REFERENCES instances (id) ON DELETE CASCADE; "
                "ALTER TABLE state_executions DROP COLUMN deadline_at; "
+               "DROP TABLE dispatches; "
                "DELETE FROM schema_migrations WHERE version >= 3";
   ASSERT_THAT(db_->Execute(v2), Not(HasSubstr("ERROR")));
   ASSERT_EQ(db_->Execute(foreign_keys), "1");
 
   Result<std::vector<int>> applied = MigrateDatabase(db_->url(), db_->Options());
   ASSERT_THAT(applied, IsOk());
-  EXPECT_THAT(*applied, ElementsAre(3, 4));
+  EXPECT_THAT(*applied, ElementsAre(3, 4, 5));
   EXPECT_EQ(db_->Execute(foreign_keys), "0");
 
   std::unique_ptr<SociStateStore> store = Open();

@@ -26,7 +26,10 @@
 namespace sagaflow::adapters {
 namespace {
 
+using engine::ClaimedDispatches;
 using engine::DefinitionRecord;
+using engine::DispatchKey;
+using engine::DispatchRecord;
 using engine::ExecutionKind;
 using engine::InstanceFilter;
 using engine::InstanceRecord;
@@ -38,6 +41,7 @@ using engine::RunStatus;
 using engine::StateExecution;
 using engine::StateStore;
 using ::sagaflow::testing::IsOk;
+using ::sagaflow::testing::IsOkAndHolds;
 using ::sagaflow::testing::StatusIs;
 using ::sagaflow::testing::TestDatabase;
 using std::chrono::seconds;
@@ -77,6 +81,31 @@ StateExecution MakeExecution(int id, const std::string& state, Json input) {
   e.input = std::move(input);
   e.started_at = At(id);
   return e;
+}
+
+// An outbox row of instance `id`: the attempt `attempt` of execution `execution`, due at
+// At(due).
+DispatchRecord MakeDispatch(const std::string& id, int execution, int attempt, int due,
+                            Json input = Json::array({"order-1001"})) {
+  DispatchRecord d;
+  d.delivery.instance = InstanceId(id);
+  d.delivery.execution = execution;
+  d.delivery.attempt = attempt;
+  d.delivery.state = StateName("ReserveStock");
+  d.delivery.task = TaskName("inventory.reserve");
+  d.delivery.idempotency_key = id + ":" + std::to_string(execution);
+  d.delivery.input = std::move(input);
+  d.due_at = At(due);
+  return d;
+}
+
+std::vector<std::string> Keys(const std::vector<DispatchRecord>& rows) {
+  std::vector<std::string> out;
+  for (const DispatchRecord& d : rows) {
+    out.push_back(d.delivery.instance.str() + "/" + std::to_string(d.delivery.execution) + "/" +
+                  std::to_string(d.delivery.attempt));
+  }
+  return out;
 }
 
 std::vector<std::string> Ids(const std::vector<InstanceSummary>& list) {
@@ -1051,6 +1080,162 @@ TEST_P(StateStoreContractTest, ConcurrentClaimersGetDisjointSets) {
       EXPECT_EQ(Load(id).owner, "claimer-" + std::to_string(t)) << id;
     }
   }
+}
+
+// --- The outbox ------------------------------------------------------------------------------
+
+TEST_P(StateStoreContractTest, ABatchStoresItsDispatchesWithTheStep) {
+  InstanceRecord r = MakeRecord("i1");
+  r.executions.push_back(MakeExecution(0, "ReserveStock", Json::array({"order-1001"})));
+  Create(r);
+  ASSERT_THAT(store().ListDispatches(InstanceId("i1")), IsOkAndHolds(IsEmpty()));
+
+  WriteBatch batch = WriteBatch::Of(r, {0}, false);
+  DispatchRecord row = MakeDispatch("i1", 0, 1, 30, Json{{"sku", "ü-42"}, {"qty", 2}});
+  row.delivery.deadline = At(90);
+  batch.dispatches.push_back(row);
+  batch.dispatches.push_back(MakeDispatch("i1", 0, 2, 31));
+  ASSERT_THAT(store().Write(batch), IsOk());
+
+  Result<std::vector<DispatchRecord>> stored = peer().ListDispatches(InstanceId("i1"));
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_THAT(Keys(*stored), ElementsAre("i1/0/1", "i1/0/2"));
+  const engine::TaskDelivery& d = (*stored)[0].delivery;
+  EXPECT_EQ(d.state, StateName("ReserveStock"));
+  EXPECT_EQ(d.task, TaskName("inventory.reserve"));
+  EXPECT_EQ(d.idempotency_key, "i1:0");
+  EXPECT_EQ(d.input.get(), (Json{{"sku", "ü-42"}, {"qty", 2}}));
+  EXPECT_THAT(d.deadline, Optional(At(90)));
+  EXPECT_EQ((*stored)[0].due_at, At(30));
+  EXPECT_EQ((*stored)[1].delivery.deadline, std::nullopt);
+
+  // Applied once more (its outcome was lost): the rows stay as stored, once.
+  WriteBatch again = batch;
+  again.dispatches[0].due_at = At(500);
+  ASSERT_THAT(store().Write(again), IsOk());
+  stored = store().ListDispatches(InstanceId("i1"));
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_THAT(Keys(*stored), ElementsAre("i1/0/1", "i1/0/2"));
+  EXPECT_EQ((*stored)[0].due_at, At(30));
+}
+
+TEST_P(StateStoreContractTest, ARefusedBatchStoresNoDispatch) {
+  InstanceRecord r = MakeRecord("i1");
+  r.executions.push_back(MakeExecution(0, "ReserveStock", Json::array({"order-1001"})));
+  Create(r);
+
+  // Another owner's batch: the lease is lost, nothing of it is stored.
+  WriteBatch stolen = WriteBatch::Of(r, {0}, false);
+  stolen.owner = "node-b";
+  stolen.dispatches.push_back(MakeDispatch("i1", 0, 1, 30));
+  EXPECT_THAT(store().Write(stolen), StatusIs(StatusCode::kFailedPrecondition));
+  // A malformed one (progress of an execution not stored).
+  WriteBatch malformed = WriteBatch::Of(r, {0}, false);
+  malformed.progress.emplace_back().id = 5;
+  malformed.dispatches.push_back(MakeDispatch("i1", 0, 1, 30));
+  EXPECT_THAT(store().Write(malformed), StatusIs(StatusCode::kInvalidArgument));
+  // A dispatch of another instance is refused, naming it.
+  Create(MakeRecord("i2"));
+  WriteBatch foreign = WriteBatch::Of(r, {0}, false);
+  foreign.dispatches.push_back(MakeDispatch("i2", 0, 1, 30));
+  EXPECT_THAT(store().Write(foreign), StatusIs(StatusCode::kInvalidArgument, HasSubstr("i2")));
+
+  EXPECT_THAT(store().ListDispatches(InstanceId("i1")), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store().ListDispatches(InstanceId("i2")), IsOkAndHolds(IsEmpty()));
+}
+
+TEST_P(StateStoreContractTest, ACreateStoresItsDispatchesOnlyWhenItCreates) {
+  InstanceRecord r = MakeRecord("i1", "order_fulfill", At(0), "order-1001");
+  r.executions.push_back(MakeExecution(0, "ReserveStock", Json::array({"order-1001"})));
+  const std::vector<DispatchRecord> rows = {MakeDispatch("i1", 0, 1, 30)};
+  ASSERT_THAT(store().CreateInstance(r, rows), IsOkAndHolds(InstanceId("i1")));
+  EXPECT_THAT(peer().ListDispatches(InstanceId("i1")),
+              IsOkAndHolds(::testing::SizeIs(1)));
+
+  // A repeat of the start under another id is that instance: nothing of its own is stored.
+  InstanceRecord repeat = r;
+  repeat.id = InstanceId("i2");
+  const std::vector<DispatchRecord> repeat_rows = {MakeDispatch("i2", 0, 1, 30)};
+  EXPECT_THAT(store().CreateInstance(repeat, repeat_rows), IsOkAndHolds(InstanceId("i1")));
+  EXPECT_THAT(store().ListDispatches(InstanceId("i2")), IsOkAndHolds(IsEmpty()));
+  // A conflicting one is refused, and stores nothing either.
+  repeat.input = Json{{"orderId", "other"}};
+  EXPECT_THAT(store().CreateInstance(repeat, repeat_rows), StatusIs(StatusCode::kConflict));
+  EXPECT_THAT(store().ListDispatches(InstanceId("i2")), IsOkAndHolds(IsEmpty()));
+  // A row of another instance refuses the create.
+  InstanceRecord third = MakeRecord("i3");
+  EXPECT_THAT(store().CreateInstance(third, repeat_rows),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("i2")));
+  EXPECT_THAT(store().LoadInstance(InstanceId("i3")), StatusIs(StatusCode::kNotFound));
+}
+
+TEST_P(StateStoreContractTest, ClaimDispatchesTakesDueRowsEarliestFirstAndDefersThem) {
+  for (int i = 0; i < 4; ++i) {
+    InstanceRecord r = MakeRecord("i" + std::to_string(i));
+    r.executions.push_back(MakeExecution(0, "ReserveStock", Json::array({i})));
+    const std::vector<DispatchRecord> rows = {
+        MakeDispatch(r.id.str(), 0, 1, 40 - 10 * i, Json::array({i}))};
+    ASSERT_THAT(store().CreateInstance(r, rows), IsOk());
+  }
+  // Due at At(10), At(20), At(30), At(40): at At(25) two are due, the earliest first.
+  Result<ClaimedDispatches> got = store().ClaimDispatches(At(25), At(100), 10);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_THAT(Keys(got->rows), ElementsAre("i3/0/1", "i2/0/1"));
+  EXPECT_THAT(got->corrupt, IsEmpty());
+  EXPECT_EQ(got->rows[0].due_at, At(100));
+  EXPECT_EQ(got->rows[0].delivery.input.get(), Json::array({3}));
+  // Claimed: not due again until At(100), in any process.
+  got = peer().ClaimDispatches(At(25), At(100), 10);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_THAT(got->rows, IsEmpty());
+  // The limit holds.
+  got = peer().ClaimDispatches(At(50), At(200), 1);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_THAT(Keys(got->rows), ElementsAre("i1/0/1"));
+  // Removing takes rows out for good; keys with no row are left alone.
+  const std::vector<DispatchKey> keys = {{InstanceId("i3"), 0, 1},
+                                         {InstanceId("i2"), 0, 1},
+                                         {InstanceId("nobody"), 3, 1}};
+  ASSERT_THAT(store().RemoveDispatches(keys), IsOk());
+  got = store().ClaimDispatches(At(1000), At(2000), 10);
+  ASSERT_THAT(got, IsOk());
+  EXPECT_THAT(Keys(got->rows), ElementsAre("i0/0/1", "i1/0/1"));
+  EXPECT_THAT(store().ListDispatches(InstanceId("i3")), IsOkAndHolds(IsEmpty()));
+}
+
+TEST_P(StateStoreContractTest, ConcurrentDispatchClaimersGetDisjointRows) {
+  constexpr int kRows = 60;
+  for (int i = 0; i < kRows; ++i) {
+    InstanceRecord r = MakeRecord("i" + std::to_string(i));
+    r.executions.push_back(MakeExecution(0, "ReserveStock", Json::array({i})));
+    const std::vector<DispatchRecord> rows = {MakeDispatch(r.id.str(), 0, 1, i)};
+    ASSERT_THAT(store().CreateInstance(r, rows), IsOk());
+  }
+  StateStore& other = peer();
+  std::vector<std::string> claimed[2];
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      StateStore& s = t == 0 ? store() : other;
+      while (true) {
+        Result<ClaimedDispatches> got = s.ClaimDispatches(At(1000), At(5000), 7);
+        if (!got.ok()) {
+          ++errors;
+          break;
+        }
+        if (got->rows.empty()) break;
+        for (const std::string& key : Keys(got->rows)) claimed[t].push_back(key);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::set<std::string> all;
+  for (const auto& list : claimed) {
+    for (const std::string& key : list) EXPECT_TRUE(all.insert(key).second) << key << " twice";
+  }
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kRows));
 }
 
 TEST_P(StateStoreContractTest, ClaimInstance) {

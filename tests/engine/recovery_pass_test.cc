@@ -51,8 +51,10 @@ class LoadLoggingStore final : public StateStore {
                                           const std::string& hash) override {
     return base_.LoadDefinition(name, hash);
   }
-  void Create(const InstanceRecord& r, CreateDone done) override {
-    base_.Create(r, std::move(done));
+  using StateStore::Create;
+  void Create(const InstanceRecord& r, std::span<const DispatchRecord> dispatches,
+              CreateDone done) override {
+    base_.Create(r, dispatches, std::move(done));
   }
   void Apply(WriteBatch batch, WriteDone done) override {
     base_.Apply(std::move(batch), std::move(done));
@@ -90,6 +92,16 @@ class LoadLoggingStore final : public StateStore {
   }
   Result<UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override {
     return base_.Unfinished(owner, now);
+  }
+  Result<ClaimedDispatches> ClaimDispatches(TimePoint now, TimePoint next_due,
+                                                              std::size_t limit) override {
+    return base_.ClaimDispatches(now, next_due, limit);
+  }
+  Status RemoveDispatches(std::span<const DispatchKey> keys) override {
+    return base_.RemoveDispatches(keys);
+  }
+  Result<std::vector<DispatchRecord>> ListDispatches(const InstanceId& instance) override {
+    return base_.ListDispatches(instance);
   }
 
  private:

@@ -77,11 +77,14 @@ Result<DefinitionRecord> MemoryStateStore::LoadDefinition(const std::string& nam
   return it->second;
 }
 
-void MemoryStateStore::Create(const InstanceRecord& record, CreateDone done) {
-  done(CreateNow(record));
+void MemoryStateStore::Create(const InstanceRecord& record,
+                              std::span<const engine::DispatchRecord> dispatches,
+                              CreateDone done) {
+  done(CreateNow(record, dispatches));
 }
 
-Result<InstanceId> MemoryStateStore::CreateNow(const InstanceRecord& record) {
+Result<InstanceId> MemoryStateStore::CreateNow(const InstanceRecord& record,
+                                               std::span<const engine::DispatchRecord> dispatches) {
   if (!record.business_key.empty()) {
     std::lock_guard lock(meta_mu_);
     auto [it, inserted] =
@@ -92,7 +95,7 @@ Result<InstanceId> MemoryStateStore::CreateNow(const InstanceRecord& record) {
       if (!found.ok() && found.status().code() == StatusCode::kNotFound) {
         // Dropped by retention a moment ago, its key not freed yet: the key is free.
         it->second = record.id;
-        return Insert(record);
+        return Insert(record, dispatches);
       }
       if (!found.ok()) return found.status();
       if (found->input != record.input) {
@@ -103,18 +106,35 @@ Result<InstanceId> MemoryStateStore::CreateNow(const InstanceRecord& record) {
       return existing;
     }
     // Insert the instance before the key lock is released, so a concurrent repeat finds it.
-    return Insert(record);
+    return Insert(record, dispatches);
   }
-  return Insert(record);
+  return Insert(record, dispatches);
 }
 
-Result<InstanceId> MemoryStateStore::Insert(const InstanceRecord& record) {
+void MemoryStateStore::AddDispatches(std::span<const engine::DispatchRecord> dispatches) {
+  if (dispatches.empty()) return;
+  std::lock_guard lock(outbox_mu_);
+  for (const engine::DispatchRecord& d : dispatches) {
+    const engine::DispatchKey key{d.delivery.instance, d.delivery.execution, d.delivery.attempt};
+    dispatches_.try_emplace(key, d);
+  }
+}
+
+Result<InstanceId> MemoryStateStore::Insert(const InstanceRecord& record,
+                                            std::span<const engine::DispatchRecord> dispatches) {
+  for (const engine::DispatchRecord& d : dispatches) {
+    if (d.delivery.instance != record.id) {
+      return InvalidArgument("instance " + record.id.str() + ": its create stores a dispatch of instance " +
+                             d.delivery.instance.str());
+    }
+  }
   Shard& shard = ShardFor(record.id);
   std::vector<DroppedKey> dropped;
   {
     std::lock_guard lock(shard.mu);
     auto [it, inserted] = shard.instances.try_emplace(record.id, Entry{record, 0});
     if (!inserted) return AlreadyExists("instance " + record.id.str() + " already exists");
+    AddDispatches(dispatches);
     dropped = AfterWrite(shard, it->second);  // a flow may finish in its first step
   }
   FreeKeys(dropped);
@@ -136,6 +156,7 @@ Status MemoryStateStore::ApplyNow(engine::WriteBatch batch) {
     }
     const bool header = batch.header.has_value();
     SAGAFLOW_RETURN_IF_ERROR(ApplyTo(batch, found->second));
+    AddDispatches(batch.dispatches);
     if (header) dropped = AfterWrite(shard, found->second);
   }
   FreeKeys(dropped);
@@ -162,6 +183,13 @@ Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
     if (e.id < 0 || e.state.empty()) {  // every state has a name
       return InvalidArgument("instance " + batch.instance.str() + ": the batch writes execution " +
                              std::to_string(e.id) + ", which has no state");
+    }
+  }
+  for (const engine::DispatchRecord& d : batch.dispatches) {
+    if (d.delivery.instance != batch.instance) {
+      return InvalidArgument("instance " + batch.instance.str() +
+                             ": the batch stores a dispatch of instance " +
+                             d.delivery.instance.str());
     }
   }
   for (const engine::ExecutionProgress& p : batch.progress) {
@@ -344,6 +372,42 @@ Result<engine::UnfinishedSummary> MemoryStateStore::Unfinished(const std::string
         if (!out.next_expiry || r.lease_until < *out.next_expiry) out.next_expiry = r.lease_until;
       }
     }
+  }
+  return out;
+}
+
+Result<engine::ClaimedDispatches> MemoryStateStore::ClaimDispatches(
+    TimePoint now, TimePoint next_due, std::size_t limit) {
+  std::lock_guard lock(outbox_mu_);
+  std::vector<engine::DispatchRecord*> due;
+  for (auto& [key, row] : dispatches_) {
+    if (row.due_at <= now) due.push_back(&row);
+  }
+  std::stable_sort(due.begin(), due.end(),
+                   [](const auto* a, const auto* b) { return a->due_at < b->due_at; });
+  if (due.size() > limit) due.resize(limit);
+  engine::ClaimedDispatches out;
+  out.rows.reserve(due.size());
+  for (engine::DispatchRecord* row : due) {
+    row->due_at = next_due;
+    out.rows.push_back(*row);
+  }
+  return out;
+}
+
+Status MemoryStateStore::RemoveDispatches(std::span<const engine::DispatchKey> keys) {
+  std::lock_guard lock(outbox_mu_);
+  for (const engine::DispatchKey& key : keys) dispatches_.erase(key);
+  return Status::Ok();
+}
+
+Result<std::vector<engine::DispatchRecord>> MemoryStateStore::ListDispatches(
+    const InstanceId& instance) {
+  std::lock_guard lock(outbox_mu_);
+  std::vector<engine::DispatchRecord> out;
+  for (auto it = dispatches_.lower_bound(engine::DispatchKey{instance, -1, 0});
+       it != dispatches_.end() && it->first.instance == instance; ++it) {
+    out.push_back(it->second);
   }
   return out;
 }

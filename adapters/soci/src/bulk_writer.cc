@@ -131,6 +131,13 @@ const std::vector<Column> kProgressColumns = {
     {"deadline_at", kInt8},
 };
 
+// The outbox's rows (PutDispatchColumns).
+const std::vector<Column> kDispatchColumnTypes = {
+    {"instance_id", kText},  {"seq", kInt4},   {"attempt", kInt4},
+    {"state", kText},        {"task", kText},  {"idempotency_key", kText},
+    {"input", kText},        {"deadline_at", kInt8}, {"due_at", kInt8},
+};
+
 std::string Names(const std::vector<Column>& columns, const char* prefix = "");
 std::string Unnest(const std::vector<Column>& columns);
 
@@ -373,7 +380,8 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
       header_columns_(ArraysFor(kHeaderColumns)),
       step_columns_(ArraysFor(kStepColumns)),
       execution_columns_(ArraysFor(kExecutionColumns)),
-      progress_columns_(ArraysFor(kProgressColumns)) {
+      progress_columns_(ArraysFor(kProgressColumns)),
+      dispatch_columns_(ArraysFor(kDispatchColumnTypes)) {
   // Rows whose id or business key exists already are skipped, without an error that would
   // abort the transaction; RETURNING tells which were inserted.
   insert_instances_ = std::make_unique<PgStatement>(
@@ -412,6 +420,13 @@ BulkInstanceWriter::BulkInstanceWriter(Connection& conn)
           "state_executions.seq = v.seq "
           "RETURNING state_executions.instance_id, state_executions.seq",
       kProgressColumns.size());
+
+  // A row stored already (the batch applied again) is kept as stored.
+  insert_dispatches_ = std::make_unique<PgStatement>(
+      conn,
+      "INSERT INTO dispatches (" + Names(kDispatchColumnTypes) + ") SELECT * FROM " +
+          Unnest(kDispatchColumnTypes) + " AS v ON CONFLICT DO NOTHING",
+      kDispatchColumnTypes.size());
 }
 
 void BulkInstanceWriter::Apply(const std::vector<const WriteItem*>& items, std::vector<ItemOutcome>& out) {
@@ -444,11 +459,19 @@ void BulkInstanceWriter::AddProgress(const std::string& instance_id, const Execu
   PutProgressColumns(c, sink);
 }
 
+void BulkInstanceWriter::AddDispatches(const EncodedItem& item) {
+  for (const DispatchColumns& d : item.dispatches) {
+    ArraySink sink(dispatch_columns_);
+    PutDispatchColumns(d, sink);
+  }
+}
+
 void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items, std::size_t first,
                                       std::size_t last, std::vector<ItemOutcome>& out) {
   if (first == last) return;
   Clear(execution_columns_);
   Clear(progress_columns_);
+  Clear(dispatch_columns_);
 
   // Rows go to the statements in key order, so that two writers holding overlapping rows lock
   // them in the same order (no deadlock). Within a segment each instance appears once, and the
@@ -493,6 +516,7 @@ void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items
         out[i] = ItemOutcome{Status::Ok(), r.id};
         const EncodedItem& e = *r.encoded;
         for (const ExecutionColumns& x : e.executions) AddExecution(e.instance.id, x);
+        AddDispatches(e);
       } else {
         Result<InstanceId> resolved = ResolveCreateConflict(conn_, r);
         out[i] = resolved.ok() ? ItemOutcome{Status::Ok(), std::move(*resolved)}
@@ -558,6 +582,7 @@ void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items
             AddExecution(e.instance.id, x);
           }
         }
+        AddDispatches(e);
       } else {
         out[i] = ItemOutcome{WhyNotWritten(conn_, r.id), {}};
       }
@@ -584,6 +609,12 @@ void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items
   if (!execution_columns_.front().empty()) {
     Finish(execution_columns_);
     upsert_executions_->Execute(execution_columns_);
+  }
+
+  // 5. The outbox rows of every create and write that went through.
+  if (!dispatch_columns_.front().empty()) {
+    Finish(dispatch_columns_);
+    insert_dispatches_->Execute(dispatch_columns_);
   }
 }
 

@@ -82,6 +82,7 @@ class BulkInstanceWriter {
                     std::vector<ItemOutcome>& out);
   void AddExecution(const std::string& instance_id, const ExecutionColumns& c);
   void AddProgress(const std::string& instance_id, const ExecutionColumns& c);
+  void AddDispatches(const EncodedItem& item);
 
   Connection& conn_;
   std::vector<PgArray> insert_columns_;     // instances, in kInstanceColumns order
@@ -89,11 +90,13 @@ class BulkInstanceWriter {
   std::vector<PgArray> step_columns_;       // see kStepColumns
   std::vector<PgArray> execution_columns_;  // instance_id, then kExecutionColumns order
   std::vector<PgArray> progress_columns_;   // see kProgressColumns
+  std::vector<PgArray> dispatch_columns_;   // see kDispatchColumnTypes
   std::unique_ptr<PgStatement> insert_instances_;
   std::unique_ptr<PgStatement> update_headers_;
   std::unique_ptr<PgStatement> update_steps_;
   std::unique_ptr<PgStatement> upsert_executions_;
   std::unique_ptr<PgStatement> update_progress_;
+  std::unique_ptr<PgStatement> insert_dispatches_;
 };
 
 }  // namespace sagaflow::adapters::sql

@@ -275,6 +275,10 @@ InstanceWriter::InstanceWriter(Connection& conn) : conn_(conn) {
       "UPDATE state_executions SET attempts = ?, status = ?, compensation_status = ?, "
       "superseded = ?, retry_counts = ?, retry_at = ?, output = ?, error = ?, ended_at = ?, "
       "deadline_at = ? WHERE instance_id = ? AND seq = ?");
+  // A row stored already (the batch applied again) is kept as stored.
+  insert_dispatch_ = std::make_unique<Statement>(
+      db, std::string("INSERT INTO dispatches (") + kDispatchColumns + ") VALUES (" +
+              Questions(kDispatchColumns) + ") ON CONFLICT DO NOTHING");
 }
 
 InstanceWriter::~InstanceWriter() = default;
@@ -307,6 +311,13 @@ bool InstanceWriter::UpdateExecutionProgress(const std::string& instance_id,
   return st.Run() > 0;
 }
 
+void InstanceWriter::InsertDispatches(const EncodedItem& encoded) {
+  for (const DispatchColumns& d : encoded.dispatches) {
+    PutDispatchColumns(d, *insert_dispatch_);
+    insert_dispatch_->Run();
+  }
+}
+
 void InstanceWriter::Apply(const std::vector<const WriteItem*>& items, std::vector<ItemOutcome>& out) {
   for (std::size_t i = 0; i < items.size(); ++i) {
     const WriteItem& item = *items[i];
@@ -320,7 +331,25 @@ void InstanceWriter::Apply(const std::vector<const WriteItem*>& items, std::vect
   }
 }
 
-WriteItem EncodeCreate(const InstanceRecord& r) {
+namespace {
+// Refuses `item` when one of `dispatches` is not of its instance; else encodes them.
+bool EncodeDispatches(WriteItem& item, std::span<const engine::DispatchRecord> dispatches,
+                      EncodedItem& out) {
+  for (const engine::DispatchRecord& d : dispatches) {
+    if (d.delivery.instance != item.id) {
+      item.refused = InvalidArgument("instance " + item.id.str() +
+                                     ": the write stores a dispatch of instance " +
+                                     d.delivery.instance.str());
+      return false;
+    }
+  }
+  out.dispatches.resize(dispatches.size());
+  for (std::size_t i = 0; i < dispatches.size(); ++i) out.dispatches[i].Set(dispatches[i]);
+  return true;
+}
+}  // namespace
+
+WriteItem EncodeCreate(const InstanceRecord& r, std::span<const engine::DispatchRecord> dispatches) {
   WriteItem item;
   item.id = r.id;
   item.create = true;
@@ -348,6 +377,7 @@ WriteItem EncodeCreate(const InstanceRecord& r) {
     out->executions[i].Set(r.executions[i]);
     out->executions[i].seq = static_cast<int>(i);
   }
+  if (!EncodeDispatches(item, dispatches, *out)) return item;
   item.encoded = std::move(out);
   return item;
 }
@@ -383,6 +413,7 @@ WriteItem EncodeBatch(const engine::WriteBatch& b) {
   for (const engine::ExecutionProgress& p : b.progress) {
     out->executions.emplace_back().SetProgress(p);
   }
+  if (!EncodeDispatches(item, b.dispatches, *out)) return item;
   item.encoded = std::move(out);
   return item;
 }
@@ -393,6 +424,7 @@ Result<InstanceId> InstanceWriter::Create(const WriteItem& item) {
   InsertInstance(encoded.instance);
   if (insert_instance_->Run() == 0) return ResolveCreateConflict(conn_, item);
   for (const ExecutionColumns& e : encoded.executions) UpsertExecution(encoded.instance.id, e);
+  InsertDispatches(encoded);
   return item.id;
 }
 
@@ -457,6 +489,7 @@ Status InstanceWriter::Write(const WriteItem& item) {
                                         std::to_string(e.seq) + ", which is not stored"));
     }
   }
+  InsertDispatches(encoded);
   return Status::Ok();
 }
 

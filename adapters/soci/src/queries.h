@@ -55,10 +55,12 @@ struct WriteItem {
   std::shared_ptr<const EncodedItem> encoded;  // null when refused
 };
 
-// The item that creates `r` (refused when its executions are not numbered by position).
-WriteItem EncodeCreate(const engine::InstanceRecord& r);
+// The item that creates `r` with its outbox rows `dispatches` (refused when its executions are
+// not numbered by position, or a row is another instance's).
+WriteItem EncodeCreate(const engine::InstanceRecord& r,
+                       std::span<const engine::DispatchRecord> dispatches);
 // The item that applies `b` (refused when it writes an execution it cannot: a new one without a
-// state or with a negative id, progress with a negative id).
+// state or with a negative id, progress with a negative id; or a dispatch of another instance).
 WriteItem EncodeBatch(const engine::WriteBatch& b);
 
 struct ItemOutcome {
@@ -112,7 +114,8 @@ class InstanceWriter {
   // executions (identity and input by their first write, progress always) and the progress of
   // stored ones; the context when the batch carries it. Refused with kNotFound or lease lost
   // (kFailedPrecondition) when the stored owner is not the batch's; throws ItemRefused for
-  // progress of an execution that is not stored.
+  // progress of an execution that is not stored. The batch's outbox rows are inserted (one
+  // stored already is kept).
   Status Write(const WriteItem& item);
 
  private:
@@ -143,12 +146,15 @@ class InstanceWriter {
   int UpdateInstance(const InstanceColumns& c, bool header, bool context);
   void UpsertExecution(const std::string& instance_id, const ExecutionColumns& c);
   bool UpdateExecutionProgress(const std::string& instance_id, const ExecutionColumns& c);
+  void InsertDispatches(const EncodedItem& encoded);
 
   Connection& conn_;
   std::unique_ptr<Statement> insert_instance_;
   std::array<std::unique_ptr<Statement>, 4> updates_;  // [2 * header + context_changed]
   std::unique_ptr<Statement> upsert_execution_;
   std::unique_ptr<Statement> update_execution_;  // progress only
+  std::unique_ptr<Statement> insert_dispatch_;
 };
+
 
 }  // namespace sagaflow::adapters::sql

@@ -274,4 +274,31 @@ Status ExecutionColumns::ToExecution(const InstanceId& instance, StateExecution&
   return d.status();
 }
 
+void DispatchColumns::Set(const engine::DispatchRecord& d) {
+  instance_id = d.delivery.instance.str();
+  seq = d.delivery.execution;
+  attempt = d.delivery.attempt;
+  state = d.delivery.state.str();
+  task = d.delivery.task.str();
+  idempotency_key = d.delivery.idempotency_key;
+  input = DumpJson(d.delivery.input);
+  SetOptionalTime(d.delivery.deadline, deadline_at, deadline_at_ind);
+  due_at = ToNanos(d.due_at);
+}
+
+Status DispatchColumns::ToRecord(engine::DispatchRecord& d) const {
+  Decoder decoder("instance " + instance_id + " dispatch of execution " + std::to_string(seq) +
+                  " attempt " + std::to_string(attempt));
+  d.delivery.instance = InstanceId(instance_id);
+  d.delivery.execution = seq;
+  d.delivery.attempt = attempt;
+  d.delivery.state = StateName(state);
+  d.delivery.task = TaskName(task);
+  d.delivery.idempotency_key = idempotency_key;
+  d.delivery.input = decoder.ParseJson("input", input);
+  d.delivery.deadline = Decoder::OptionalTime(deadline_at, deadline_at_ind);
+  d.due_at = FromNanos(due_at);
+  return decoder.status();
+}
+
 }  // namespace sagaflow::adapters::sql

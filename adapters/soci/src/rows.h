@@ -105,6 +105,28 @@ struct ExecutionColumns {
   Status ToExecution(const InstanceId& instance, engine::StateExecution& e) const;
 };
 
+// Every column of `dispatches` (the outbox), in the order of PutDispatchColumns.
+struct DispatchColumns {
+  std::string instance_id;
+  int seq = 0;  // the execution
+  int attempt = 0;
+  std::string state;
+  std::string task;
+  std::string idempotency_key;
+  std::string input;
+  long long deadline_at = 0;
+  soci::indicator deadline_at_ind = soci::i_null;
+  long long due_at = 0;
+
+  void Set(const engine::DispatchRecord& d);
+  // kInternal naming the instance, the execution and the column when a value is corrupt.
+  Status ToRecord(engine::DispatchRecord& d) const;
+};
+
+// The columns of `dispatches`, in PutDispatchColumns' order.
+inline constexpr const char* kDispatchColumns =
+    "instance_id, seq, attempt, state, task, idempotency_key, input, deadline_at, due_at";
+
 // A row's values in column order, for the writers: each calls sink.Text(value) or
 // sink.Int(value), with the column's indicator when it is nullable. SQLite's writer binds them
 // to a statement, PostgreSQL's appends them to one array per column.
@@ -156,6 +178,19 @@ void PutExecutionColumns(const std::string& instance_id, const ExecutionColumns&
   sink.Int(c.deadline_at, c.deadline_at_ind);
 }
 
+template <typename Sink>
+void PutDispatchColumns(const DispatchColumns& c, Sink& sink) {
+  sink.Text(c.instance_id);
+  sink.Int(c.seq);
+  sink.Int(c.attempt);
+  sink.Text(c.state);
+  sink.Text(c.task);
+  sink.Text(c.idempotency_key);
+  sink.Text(c.input);
+  sink.Int(c.deadline_at, c.deadline_at_ind);
+  sink.Int(c.due_at);
+}
+
 // What every write of an instance assigns (a step's), in this order ...
 template <typename Sink>
 void PutStepColumns(const InstanceColumns& c, Sink& sink) {
@@ -204,6 +239,7 @@ inline constexpr const char* kUpsertExecutionProgress =
 struct EncodedItem {
   InstanceColumns instance;
   std::vector<ExecutionColumns> executions;
+  std::vector<DispatchColumns> dispatches;
 };
 
 }  // namespace sagaflow::adapters::sql

@@ -148,6 +148,25 @@ const std::vector<Migration> kMigrations = {
          // serves timers and expired leases alike; an attempt's deadline is its own column.
          "ALTER TABLE state_executions ADD COLUMN deadline_at BIGINT",
      }},
+    {5,
+     "the outbox: async steps' attempts to hand to the dispatcher",
+     {
+         // No foreign key, for the reason migration 3 dropped the executions' one: rows are
+         // written only in the transaction that writes their instance, after its lease check.
+         R"(CREATE TABLE dispatches (
+              instance_id TEXT NOT NULL,
+              seq INTEGER NOT NULL,
+              attempt INTEGER NOT NULL,
+              state TEXT NOT NULL,
+              task TEXT NOT NULL,
+              idempotency_key TEXT NOT NULL,
+              input TEXT NOT NULL,
+              deadline_at BIGINT,
+              due_at BIGINT NOT NULL,
+              PRIMARY KEY (instance_id, seq, attempt)))",
+         // ClaimDispatches: the due ones, earliest first.
+         "CREATE INDEX dispatches_due ON dispatches (due_at)",
+     }},
 };
 
 // Takes the migrators' lock for the current transaction (PostgreSQL; SQLite's write

@@ -6,6 +6,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "database.h"
@@ -157,9 +158,10 @@ Result<DefinitionRecord> SociStateStore::LoadDefinition(const std::string& name,
       });
 }
 
-void SociStateStore::Create(const InstanceRecord& record, CreateDone done) {
+void SociStateStore::Create(const InstanceRecord& record,
+                            std::span<const engine::DispatchRecord> dispatches, CreateDone done) {
   sql::WriteRequest request;
-  request.item = sql::EncodeCreate(record);
+  request.item = sql::EncodeCreate(record, dispatches);
   request.create_done = std::move(done);
   impl_->Submit(std::move(request));
 }
@@ -452,6 +454,159 @@ Result<engine::UnfinishedSummary> SociStateStore::Unfinished(const std::string& 
         out.leased_elsewhere = static_cast<std::size_t>(elsewhere);
         if (elsewhere > 0 && next_expiry_ind == soci::i_ok) {
           out.next_expiry = sql::FromNanos(next_expiry);
+        }
+        return out;
+      });
+}
+
+namespace {
+void IntoDispatch(soci::statement& st, sql::DispatchColumns& c) {
+  st.exchange(soci::into(c.instance_id));
+  st.exchange(soci::into(c.seq));
+  st.exchange(soci::into(c.attempt));
+  st.exchange(soci::into(c.state));
+  st.exchange(soci::into(c.task));
+  st.exchange(soci::into(c.idempotency_key));
+  st.exchange(soci::into(c.input));
+  st.exchange(soci::into(c.deadline_at, c.deadline_at_ind));
+  st.exchange(soci::into(c.due_at));
+}
+}  // namespace
+
+Result<engine::ClaimedDispatches> SociStateStore::ClaimDispatches(TimePoint now,
+                                                                 TimePoint next_due,
+                                                                 std::size_t limit) {
+  using Rows = engine::ClaimedDispatches;
+  if (limit == 0) return Rows{};
+  // Not retried: a claim whose answer was lost may have been applied (its rows come due again
+  // at next_due).
+  return impl_->Run<Rows>("claiming due dispatches", false, [&](Connection& conn) -> Result<Rows> {
+    const long long now_ns = sql::ToNanos(now);
+    const long long next_ns = sql::ToNanos(next_due);
+    const long long max = ClampToInt64(limit);
+    std::vector<std::pair<long long, engine::DispatchRecord>> rows;  // (old due_at, row)
+    Rows out;
+    sql::DispatchColumns c;
+    long long old_due = 0;
+    std::vector<std::tuple<std::string, int, int>> keys;  // SQLite's, to update
+    auto take = [&] {
+      keys.emplace_back(c.instance_id, c.seq, c.attempt);
+      engine::DispatchRecord d;
+      Status decoded = c.ToRecord(d);
+      if (!decoded.ok()) {
+        out.corrupt.emplace_back(engine::DispatchKey{InstanceId(c.instance_id), c.seq, c.attempt},
+                                 std::move(decoded));
+        return;
+      }
+      d.due_at = next_due;
+      rows.emplace_back(old_due, std::move(d));
+    };
+    if (conn.backend() == Backend::kPostgres) {
+      soci::statement st(conn.session());
+      st.exchange(soci::use(next_ns));
+      st.exchange(soci::use(now_ns));
+      st.exchange(soci::use(max));
+      IntoDispatch(st, c);
+      st.exchange(soci::into(old_due));
+      st.alloc();
+      st.prepare(
+          "UPDATE dispatches SET due_at = :next FROM (SELECT instance_id AS k_id, seq AS k_seq, "
+          "attempt AS k_attempt, due_at AS old_due FROM dispatches WHERE due_at <= :now "
+          "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED) AS due "
+          "WHERE dispatches.instance_id = due.k_id AND dispatches.seq = due.k_seq AND "
+          "dispatches.attempt = due.k_attempt RETURNING dispatches.instance_id, "
+          "dispatches.seq, dispatches.attempt, dispatches.state, dispatches.task, "
+          "dispatches.idempotency_key, dispatches.input, dispatches.deadline_at, "
+          "dispatches.due_at, due.old_due");
+      st.define_and_bind();
+      st.execute();
+      while (st.fetch()) take();
+    } else {
+      // The write transaction holds SQLite's write lock from its start: no other claimer runs
+      // between the SELECT and the UPDATE.
+      conn.BeginWrite();
+      {
+        soci::statement st(conn.session());
+        st.exchange(soci::use(now_ns));
+        st.exchange(soci::use(max));
+        IntoDispatch(st, c);
+        st.exchange(soci::into(old_due));
+        st.alloc();
+        st.prepare(std::string("SELECT ") + sql::kDispatchColumns +
+                   ", due_at FROM dispatches WHERE due_at <= :now ORDER BY due_at LIMIT :limit");
+        st.define_and_bind();
+        st.execute();
+        while (st.fetch()) take();
+      }
+      std::string key_id;
+      int key_seq = 0;
+      int key_attempt = 0;
+      soci::statement update =
+          (conn.session().prepare << "UPDATE dispatches SET due_at = :next WHERE instance_id = "
+                                     ":id AND seq = :seq AND attempt = :attempt",
+           soci::use(next_ns), soci::use(key_id), soci::use(key_seq), soci::use(key_attempt));
+      for (const auto& [id, seq, attempt] : keys) {
+        key_id = id;
+        key_seq = seq;
+        key_attempt = attempt;
+        update.execute(true);
+      }
+      conn.Commit();
+    }
+    std::stable_sort(rows.begin(), rows.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [due, d] : rows) out.rows.push_back(std::move(d));
+    return out;
+  });
+}
+
+Status SociStateStore::RemoveDispatches(std::span<const engine::DispatchKey> keys) {
+  if (keys.empty()) return Status::Ok();
+  return impl_
+      ->Run<bool>("removing " + std::to_string(keys.size()) + " dispatches handed over", true,
+                  [&](Connection& conn) -> Result<bool> {
+                    std::string id;
+                    int seq = 0;
+                    int attempt = 0;
+                    conn.BeginWrite();
+                    soci::statement st =
+                        (conn.session().prepare
+                             << "DELETE FROM dispatches WHERE instance_id = :id AND seq = :seq "
+                                "AND attempt = :attempt",
+                         soci::use(id), soci::use(seq), soci::use(attempt));
+                    for (const engine::DispatchKey& key : keys) {
+                      id = key.instance.str();
+                      seq = key.execution;
+                      attempt = key.attempt;
+                      st.execute(true);
+                    }
+                    conn.Commit();
+                    return true;
+                  })
+      .status();
+}
+
+Result<std::vector<engine::DispatchRecord>> SociStateStore::ListDispatches(
+    const InstanceId& instance) {
+  using Rows = std::vector<engine::DispatchRecord>;
+  return impl_->Run<Rows>(
+      "listing the dispatches of instance " + instance.str(), true,
+      [&](Connection& conn) -> Result<Rows> {
+        const std::string id = instance.str();
+        sql::DispatchColumns c;
+        soci::statement st(conn.session());
+        st.exchange(soci::use(id));
+        IntoDispatch(st, c);
+        st.alloc();
+        st.prepare(std::string("SELECT ") + sql::kDispatchColumns +
+                   " FROM dispatches WHERE instance_id = :id ORDER BY seq, attempt");
+        st.define_and_bind();
+        st.execute();
+        Rows out;
+        while (st.fetch()) {
+          engine::DispatchRecord d;
+          SAGAFLOW_RETURN_IF_ERROR(c.ToRecord(d));
+          out.push_back(std::move(d));
         }
         return out;
       });

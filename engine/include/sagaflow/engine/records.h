@@ -152,4 +152,18 @@ struct InstanceRecord {
   bool finished() const { return cursor.phase == Phase::kFinished; }
 };
 
+// One attempt of an async step (`IsAsync: true`), handed to a worker.
+struct TaskDelivery {
+  InstanceId instance;
+  int execution = -1;  // the StateExecution's id within the instance
+  int attempt = 0;     // 1-based; a retry is a new attempt, a redelivery is not
+  StateName state;
+  TaskName task;  // "ServiceName.ServiceMethod"
+  // Stable for the logical step across attempts, redeliveries and recovery: what the task uses
+  // to recognise a repeat (see TaskContext::idempotency_key).
+  std::string idempotency_key;
+  SharedJson input;                   // the rendered argument list
+  std::optional<TimePoint> deadline;  // TimeoutSeconds: a result after it is ignored
+};
+
 }  // namespace sagaflow::engine

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,33 @@ struct ExecutionProgress {
   void ApplyTo(StateExecution& e) &&;  // moves what it holds into `e`
 };
 
+// An attempt of an async step waiting to be handed to the TaskDispatcher: a row of the store's
+// outbox. The engine writes it in the batch (or the create) that decides the dispatch when its
+// dispatcher is durable, hands the delivery over once that is stored, and removes the row once
+// the dispatcher has taken it. A row left behind (the process died in between, or the
+// dispatcher refused) is handed over by whichever process claims it when it is due
+// (StateStore::ClaimDispatches): a dispatch is never lost with a process, and a reply never
+// comes for a step that is not stored. It is keyed by (instance, execution, attempt).
+struct DispatchRecord {
+  TaskDelivery delivery;
+  TimePoint due_at{};  // when any process may hand it over (again) if it is still stored
+};
+
+// A dispatch row's key.
+struct DispatchKey {
+  InstanceId instance;
+  int execution = -1;
+  int attempt = 0;
+  friend bool operator==(const DispatchKey&, const DispatchKey&) = default;
+  friend auto operator<=>(const DispatchKey&, const DispatchKey&) = default;
+};
+
+// What a claim of due dispatch rows took (StateStore::ClaimDispatches).
+struct ClaimedDispatches {
+  std::vector<DispatchRecord> rows;  // earliest due first
+  std::vector<std::pair<DispatchKey, Status>> corrupt;
+};
+
 // One step's changes to one instance, as a value: the store applies all of it or none, and
 // may keep the batch (it owns everything it holds, so the caller may change its own record as
 // soon as the call returns).
@@ -91,6 +119,7 @@ struct WriteBatch {
   std::vector<ExecutionProgress> progress;
   std::optional<SharedJson> context;
   const ContextKeys* changed_keys = nullptr;
+  std::vector<DispatchRecord> dispatches;
 
   // The batch that writes `record` as it is: its cursor, the executions `executions` lists
   // (all as new_executions), its context when `context_changed`, and its header with
@@ -174,14 +203,23 @@ class StateStore {
   // Completion: `done` is called exactly once, when the outcome is durable (or refused): maybe
   // before Create returns, on the calling thread, maybe later on a thread of the store. It must
   // not throw and should not block long (a store may complete many calls on one thread).
-  virtual void Create(const InstanceRecord& record, CreateDone done) = 0;
+  //
+  // `dispatches` (outbox rows of the new instance, its first step's) are stored with it,
+  // atomically, when the instance is created; nothing of them when the outcome is another
+  // instance or a refusal.
+  virtual void Create(const InstanceRecord& record, std::span<const DispatchRecord> dispatches,
+                      CreateDone done) = 0;
+  void Create(const InstanceRecord& record, CreateDone done) {
+    Create(record, {}, std::move(done));
+  }
 
   // Applies `batch` atomically (see WriteBatch), completing as Create does.
   virtual void Apply(WriteBatch batch, WriteDone done) = 0;
 
   // Create and Apply, waiting for the outcome. They may be called from a completion callback:
   // a store that completes on its own threads applies such a call at once there.
-  Result<InstanceId> CreateInstance(const InstanceRecord& record);
+  Result<InstanceId> CreateInstance(const InstanceRecord& record,
+                                    std::span<const DispatchRecord> dispatches = {});
   Status Write(WriteBatch batch);
 
   virtual Result<InstanceRecord> LoadInstance(const InstanceId& id) = 0;
@@ -239,6 +277,23 @@ class StateStore {
 
   // Counts unfinished instances, for `recover` to know whether to wait for live leases.
   virtual Result<UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) = 0;
+
+  // --- The outbox (see DispatchRecord) --------------------------------------------------------
+
+  // Claims up to `limit` dispatch rows that are due (due_at <= now), earliest first: sets their
+  // due_at to `next_due` and returns them as stored then. Two processes claiming at once never
+  // get the same row, so that a row left behind is handed over by one process (again at
+  // next_due if that one dies too: delivery is at least once). A row the store cannot decode
+  // is claimed too and comes in `corrupt` with its error (kInternal naming it), so that it
+  // holds up no other.
+  virtual Result<ClaimedDispatches> ClaimDispatches(TimePoint now, TimePoint next_due,
+                                                    std::size_t limit) = 0;
+
+  // Removes the rows `keys` (handed over); keys with no row are left alone.
+  virtual Status RemoveDispatches(std::span<const DispatchKey> keys) = 0;
+
+  // Rows stored for `instance` (in key order), for tests and operators.
+  virtual Result<std::vector<DispatchRecord>> ListDispatches(const InstanceId& instance) = 0;
 };
 
 }  // namespace sagaflow::engine

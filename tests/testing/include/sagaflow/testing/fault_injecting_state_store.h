@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +48,9 @@ class FaultInjectingStateStore final : public engine::StateStore {
   void FailNextLoads(int n) { fail_loads_.store(n); }
   // The next `n` ClaimInstance calls fail with kUnavailable.
   void FailNextClaims(int n) { fail_claims_.store(n); }
+  // The next `n` ClaimDispatches / RemoveDispatches calls fail with kUnavailable.
+  void FailNextDispatchClaims(int n) { fail_dispatch_claims_.store(n); }
+  void FailNextDispatchRemovals(int n) { fail_dispatch_removals_.store(n); }
 
   // Apply calls seen (refused ones included), and how many were refused.
   int write_calls() const { return write_calls_.load(); }
@@ -67,10 +71,14 @@ class FaultInjectingStateStore final : public engine::StateStore {
                                                   const std::string& hash) override {
     return base_.LoadDefinition(name, hash);
   }
-  void Create(const engine::InstanceRecord& record, CreateDone done) override {
-    if (!asynchronous_) return CreateNow(record, std::move(done));
+  using engine::StateStore::Create;
+  void Create(const engine::InstanceRecord& record,
+              std::span<const engine::DispatchRecord> dispatches, CreateDone done) override {
+    if (!asynchronous_) return CreateNow(record, dispatches, std::move(done));
     // Read during the call only: the queued call keeps a copy.
-    Queue([this, record, done = std::move(done)]() mutable { CreateNow(record, std::move(done)); });
+    Queue([this, record, rows = std::vector<engine::DispatchRecord>(dispatches.begin(),
+                                                                     dispatches.end()),
+           done = std::move(done)]() mutable { CreateNow(record, rows, std::move(done)); });
   }
   void Apply(engine::WriteBatch batch, WriteDone done) override {
     if (!asynchronous_) return ApplyNow(std::move(batch), std::move(done));
@@ -129,6 +137,20 @@ class FaultInjectingStateStore final : public engine::StateStore {
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override {
     return base_.Unfinished(owner, now);
   }
+  Result<engine::ClaimedDispatches> ClaimDispatches(
+      TimePoint now, TimePoint next_due, std::size_t limit) override {
+    if (TakeFault(fail_dispatch_claims_)) return Unavailable("injected: ClaimDispatches refused");
+    return base_.ClaimDispatches(now, next_due, limit);
+  }
+  Status RemoveDispatches(std::span<const engine::DispatchKey> keys) override {
+    if (TakeFault(fail_dispatch_removals_)) {
+      return Unavailable("injected: RemoveDispatches refused");
+    }
+    return base_.RemoveDispatches(keys);
+  }
+  Result<std::vector<engine::DispatchRecord>> ListDispatches(const InstanceId& instance) override {
+    return base_.ListDispatches(instance);
+  }
 
  private:
   // Consumes one injected fault if any is left.
@@ -140,9 +162,10 @@ class FaultInjectingStateStore final : public engine::StateStore {
     return false;
   }
 
-  void CreateNow(const engine::InstanceRecord& record, CreateDone done) {
+  void CreateNow(const engine::InstanceRecord& record,
+                 std::span<const engine::DispatchRecord> dispatches, CreateDone done) {
     if (TakeFault(fail_creates_)) return done(Unavailable("injected: Create refused"));
-    base_.Create(record, std::move(done));
+    base_.Create(record, dispatches, std::move(done));
   }
   void ApplyNow(engine::WriteBatch batch, WriteDone done) {
     write_calls_.fetch_add(1);
@@ -196,6 +219,8 @@ class FaultInjectingStateStore final : public engine::StateStore {
   std::atomic<int> fail_creates_{0};
   std::atomic<int> fail_loads_{0};
   std::atomic<int> fail_claims_{0};
+  std::atomic<int> fail_dispatch_claims_{0};
+  std::atomic<int> fail_dispatch_removals_{0};
   std::atomic<int> write_calls_{0};
   std::atomic<int> failed_writes_{0};
 };

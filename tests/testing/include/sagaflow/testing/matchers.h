@@ -48,4 +48,13 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
   return ::testing::ExplainMatchResult(message_matcher, s.message(), result_listener);
 }
 
+// EXPECT_THAT(store.ListDispatches(id), IsOkAndHolds(IsEmpty()));
+MATCHER_P(IsOkAndHolds, value_matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status().ToString();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(value_matcher, *arg, result_listener);
+}
+
 }  // namespace sagaflow::testing

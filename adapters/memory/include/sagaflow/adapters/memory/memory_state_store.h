@@ -39,7 +39,9 @@ class MemoryStateStore final : public engine::StateStore {
   Result<engine::DefinitionRecord> LoadDefinition(const std::string& name,
                                                   const std::string& hash) override;
   // Both complete before they return, on the calling thread.
-  void Create(const engine::InstanceRecord& record, CreateDone done) override;
+  using engine::StateStore::Create;
+  void Create(const engine::InstanceRecord& record,
+              std::span<const engine::DispatchRecord> dispatches, CreateDone done) override;
   void Apply(engine::WriteBatch batch, WriteDone done) override;
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
   Result<std::vector<engine::InstanceSummary>> ListInstances(
@@ -53,6 +55,10 @@ class MemoryStateStore final : public engine::StateStore {
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
                                   TimePoint renew_before, TimePoint lease_until) override;
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override;
+  Result<engine::ClaimedDispatches> ClaimDispatches(
+      TimePoint now, TimePoint next_due, std::size_t limit) override;
+  Status RemoveDispatches(std::span<const engine::DispatchKey> keys) override;
+  Result<std::vector<engine::DispatchRecord>> ListDispatches(const InstanceId& instance) override;
 
   // Instances held, finished or not.
   std::size_t instance_count() const;
@@ -82,7 +88,8 @@ class MemoryStateStore final : public engine::StateStore {
   Result<engine::InstanceRecord> Claim(const InstanceId& id, const std::string& owner,
                                        TimePoint now, TimePoint lease_until, bool idle_only);
   // Adds `record` to its shard; kAlreadyExists when the id is taken.
-  Result<InstanceId> Insert(const engine::InstanceRecord& record);
+  Result<InstanceId> Insert(const engine::InstanceRecord& record,
+                           std::span<const engine::DispatchRecord> dispatches);
   // The business keys of dropped instances, to free once the shard's lock is released.
   struct DroppedKey {
     std::string flow;
@@ -94,7 +101,10 @@ class MemoryStateStore final : public engine::StateStore {
   // not use it afterwards).
   std::vector<DroppedKey> AfterWrite(Shard& shard, Entry& entry);
   void FreeKeys(const std::vector<DroppedKey>& keys);
-  Result<InstanceId> CreateNow(const engine::InstanceRecord& record);
+  Result<InstanceId> CreateNow(const engine::InstanceRecord& record,
+                               std::span<const engine::DispatchRecord> dispatches);
+  // Stores outbox rows (a row stored already is kept); called with the instance's shard locked.
+  void AddDispatches(std::span<const engine::DispatchRecord> dispatches);
   Status ApplyNow(engine::WriteBatch batch);
   // Applies `batch` to the stored entry (its shard locked), taking what it holds:
   // kFailedPrecondition when the lease is lost, kInvalidArgument for executions it cannot
@@ -111,6 +121,10 @@ class MemoryStateStore final : public engine::StateStore {
   mutable std::mutex meta_mu_;
   std::map<std::pair<std::string, std::string>, engine::DefinitionRecord> definitions_;
   std::map<std::pair<std::string, std::string>, InstanceId> business_keys_;  // (flow, key)
+
+  // The outbox. Locked after a shard's lock, never before.
+  mutable std::mutex outbox_mu_;
+  std::map<engine::DispatchKey, engine::DispatchRecord> dispatches_;
 };
 
 }  // namespace sagaflow::adapters

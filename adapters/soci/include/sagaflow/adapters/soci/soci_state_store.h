@@ -80,7 +80,9 @@ class SociStateStore final : public engine::StateStore {
   // `done` runs at once with kFailedPrecondition. Besides the contract: creating an instance
   // whose id exists already completes with the id when the stored instance has the same flow
   // and input (a retry after a commit whose outcome was lost), kAlreadyExists otherwise.
-  void Create(const engine::InstanceRecord& record, CreateDone done) override;
+  using engine::StateStore::Create;
+  void Create(const engine::InstanceRecord& record,
+              std::span<const engine::DispatchRecord> dispatches, CreateDone done) override;
   void Apply(engine::WriteBatch batch, WriteDone done) override;
 
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
@@ -99,6 +101,13 @@ class SociStateStore final : public engine::StateStore {
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
                                   TimePoint renew_before, TimePoint lease_until) override;
   Result<engine::UnfinishedSummary> Unfinished(const std::string& owner, TimePoint now) override;
+
+  // On PostgreSQL one statement (rows another claimer has locked are skipped); on SQLite one
+  // write transaction. Removals are one transaction.
+  Result<engine::ClaimedDispatches> ClaimDispatches(
+      TimePoint now, TimePoint next_due, std::size_t limit) override;
+  Status RemoveDispatches(std::span<const engine::DispatchKey> keys) override;
+  Result<std::vector<engine::DispatchRecord>> ListDispatches(const InstanceId& instance) override;
 
   // Applies what is queued, then stops the committer thread; later creates and writes fail
   // with kFailedPrecondition (reads still work). Idempotent.
