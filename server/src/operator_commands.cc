@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -177,11 +178,26 @@ int PrintReplayPlan(engine::StateStore& store, const TaskRegistry& registry,
   return kExitOk;
 }
 
-// What becomes of an instance `run` stopped waiting for, from the store: a parked one
-// (sleeping in a Wait or a retry's backoff) is taken up by whichever engine claims it at its
-// wake time; one this process holds once the lease of this process, which is exiting, expires.
-std::string WhatBecomesOf(engine::StateStore& store, const InstanceId& id,
-                          const statelang::StateMachine& machine) {
+// The name of state `index` of the definition `r` started on, read from the store (a repeated
+// business key may have started it on another definition than the one given to `run`); none
+// when that definition cannot be read.
+std::optional<std::string> StoredStateName(engine::StateStore& store,
+                                           const engine::InstanceRecord& r, int index) {
+  auto def = store.LoadDefinition(r.flow_name, r.flow_hash);
+  if (!def.ok()) return std::nullopt;
+  auto loaded = statelang::LoadStateMachine(def->content);
+  if (!loaded.ok() || index < 0 ||
+      static_cast<std::size_t>(index) >= loaded.machine->states().size()) {
+    return std::nullopt;
+  }
+  return loaded.machine->state(index).name;
+}
+
+// What becomes of an instance a command (run, replay, compensate, skip) stopped waiting for,
+// from the store: a parked one (sleeping in a Wait or a retry's backoff) is taken up by
+// whichever engine claims it at its wake time; one this process holds once the lease of this
+// process, which is exiting, expires.
+std::string WhatBecomesOf(engine::StateStore& store, const InstanceId& id) {
   const std::string lease_held = "instance " + id.str() +
                                  " is stored; `sagaflow recover` finishes it once its lease "
                                  "expires";
@@ -196,12 +212,8 @@ std::string WhatBecomesOf(engine::StateStore& store, const InstanceId& id,
   const engine::Cursor& c = r->cursor;
   std::string waiting = "parked";
   if (c.wake_at) {
-    // The cursor indexes the states of the definition the instance started on (a repeated
-    // business key may have started it on another).
-    const bool same_machine = r->flow_hash == machine.content_hash() && c.current >= 0 &&
-                              static_cast<std::size_t>(c.current) < machine.states().size();
-    waiting = same_machine ? "waiting in state '" + machine.state(c.current).name + "'"
-                           : std::string("waiting in a Wait");
+    const std::optional<std::string> state = StoredStateName(store, *r, c.current);
+    waiting = state ? "waiting in state '" + *state + "'" : std::string("waiting in a Wait");
   } else if (c.active_execution >= 0 &&
              static_cast<std::size_t>(c.active_execution) < r->executions.size()) {
     const engine::StateExecution& e = r->executions[static_cast<std::size_t>(c.active_execution)];
@@ -333,7 +345,7 @@ int RunRun(const RunArgs& args, const TaskRegistry& base) {
   auto r = eng.executor->Await(*id, Seconds(args.timeout_s));
   if (!r.ok()) {
     std::cerr << "error: " << r.status().message() << "\n"
-              << WhatBecomesOf(*eng.store, *id, *machine) << "\n";
+              << WhatBecomesOf(*eng.store, *id) << "\n";
     return kExitFailure;
   }
   PrintResult(*r, args.json);
@@ -415,6 +427,12 @@ int RunOperate(const OperateArgs& args, const TaskRegistry& base) {
   auto id = ParseId(args.id);
   if (!id.ok()) return Fail(id.status());
   auto r = eng.executor->Operate(args.operation, *id, patch, Seconds(args.timeout_s));
+  if (!r.ok() && r.status().code() == StatusCode::kDeadlineExceeded) {
+    // The operation ran and the instance went on: say where it is, as `run` does.
+    std::cerr << "error: " << r.status().message() << "\n"
+              << WhatBecomesOf(*eng.store, *id) << "\n";
+    return kExitFailure;
+  }
   if (!r.ok()) return Fail(r.status());
   PrintResult(*r, args.json);
   return kExitOk;

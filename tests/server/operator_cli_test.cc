@@ -270,6 +270,75 @@ TEST_F(OperatorCliTest, RunGivingUpOnARetrysBackoffSaysWhichStateItRetriesAndWhe
                                  "engine on this database) takes it up then\n"));
 }
 
+// The operations give up on a parked instance as `run` does: they say where it waits.
+TEST_F(OperatorCliTest, ReplayAndSkipGivingUpOnAWaitSayInWhichStateAndUntilWhenItSleeps) {
+  // The reservation fails, uncaught: the instance ends before its payment window.
+  const std::string reserve_fails = Write("reserve_fails.json", R"({"flow": "orderPayment",
+    "input": {"orderId": "o-1"},
+    "mocks": {"stock.reserve": {"throw": "StockDown", "message": "stock service down"},
+              "stock.release": {"return": true}, "payment.status": {"return": {"paid": true}},
+              "shipping.send": {"return": true}}})");
+  for (const char* op : {"replay", "skip"}) {
+    CliRun run = Db({"run", "--flow", kOrderPayment, "--mocks", reserve_fails, "--json"});
+    ASSERT_EQ(run.exit_code, kExitOk) << run.err;
+    Json failed = Parse(run);
+    ASSERT_EQ(failed["finished"], true) << failed.dump();
+    ASSERT_NE(failed["status"], "SU") << failed.dump();
+    const std::string id = failed["id"];
+    // Reserve runs again (replay) or is skipped (skip); either way the 30 minutes' Wait follows.
+    CliRun r = Db({op, id, "--mocks", kOrderPaid, "--timeout", "1"});
+    EXPECT_EQ(r.exit_code, kExitFailure) << op << ": " << r.err;
+    EXPECT_THAT(r.out, IsEmpty()) << op;
+    Json shown = Parse(Db({"instances", "show", id, "--json"}));
+    ASSERT_TRUE(shown["wakeAt"].is_string()) << op << ": " << shown.dump();
+    EXPECT_THAT(r.err, HasSubstr("on instance " + id + " did not finish within 1.0 s\n")) << op;
+    EXPECT_THAT(r.err, HasSubstr("\ninstance " + id + " is stored, waiting in state " +
+                                 "'PaymentWindow' until " + shown["wakeAt"].get<std::string>() +
+                                 "; `sagaflow recover` (or any engine on this database) takes " +
+                                 "it up then\n"))
+        << op;
+    EXPECT_THAT(r.err, Not(HasSubstr("lease"))) << op;
+  }
+}
+
+TEST_F(OperatorCliTest, CompensateGivingUpOnARetrysBackoffSaysWhichStateItRetriesAndWhen) {
+  // Charge fails uncaught after Hold; undoing Hold meets a busy lock, retried after 30 s.
+  const std::string flow = Write("undo_retry.json", R"({
+    "Name": "undoRetry", "Version": "1", "StartState": "Hold",
+    "States": {
+      "Hold": {"Type": "ServiceTask", "ServiceName": "stock", "ServiceMethod": "hold",
+               "CompensateState": "Unhold", "Next": "Charge"},
+      "Charge": {"Type": "ServiceTask", "ServiceName": "payment", "ServiceMethod": "charge",
+                 "Next": "Done"},
+      "Unhold": {"Type": "ServiceTask", "ServiceName": "stock", "ServiceMethod": "unhold",
+                 "Retry": [{"Exceptions": ["LockBusy"], "IntervalSeconds": 30}]},
+      "Done": {"Type": "Succeed"}}})");
+  const std::string mocks = Write("lock_busy.json", R"({"flow": "undoRetry",
+    "errors": {"LockBusy": "Error"},
+    "mocks": {"stock.hold": {"return": true},
+              "payment.charge": {"throw": "CardDeclined", "message": "declined"},
+              "stock.unhold": {"throw": "LockBusy", "message": "the lock is held"}}})");
+  CliRun run = Db({"run", "--flow", flow, "--mocks", mocks, "--json"});
+  ASSERT_EQ(run.exit_code, kExitOk) << run.err;
+  const std::string id = Parse(run)["id"];
+
+  CliRun r = Db({"compensate", id, "--mocks", mocks, "--timeout", "0.5"});
+  EXPECT_EQ(r.exit_code, kExitFailure) << r.err;
+  EXPECT_THAT(r.out, IsEmpty());
+  Json shown = Parse(Db({"instances", "show", id, "--json"}));
+  ASSERT_TRUE(shown["wakeAt"].is_string()) << shown.dump();
+  const Json& undo = shown["executions"].back();
+  ASSERT_EQ(undo["state"], "Unhold") << shown.dump();
+  ASSERT_TRUE(undo["retryAt"].is_string()) << shown.dump();
+  EXPECT_EQ(shown["wakeAt"], undo["retryAt"]);
+  EXPECT_THAT(r.err, HasSubstr("error: operation compensate on instance " + id +
+                               " did not finish within 0.5 s\n"));
+  EXPECT_THAT(r.err, HasSubstr("\ninstance " + id + " is stored, waiting to retry state " +
+                               "'Unhold' until " + undo["retryAt"].get<std::string>() +
+                               "; `sagaflow recover` (or any engine on this database) takes " +
+                               "it up then\n"));
+}
+
 TEST_F(OperatorCliTest, ABusinessKeyMakesRunIdempotentAndRefusesADifferentInput) {
   Json first = RunFulfil(ok_, kInput, "order-1001");
   Json again = RunFulfil(ok_, kInput, "order-1001");
