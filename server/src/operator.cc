@@ -32,6 +32,8 @@ Result<adapters::SociStoreOptions> SociOptions(const StoreArgs& args) {
 
 std::string Time(const std::optional<TimePoint>& t) { return t ? FormatTime(*t) : "-"; }
 
+Json TimeJson(const std::optional<TimePoint>& t) { return t ? Json(FormatTime(*t)) : Json(); }
+
 std::string Code(const std::optional<engine::RunStatus>& s) {
   return s ? std::string(engine::RunStatusCode(*s)) : "-";
 }
@@ -225,7 +227,8 @@ Json InstanceJson(const engine::InstanceRecord& r, bool with_executions) {
               {"updatedAt", FormatTime(r.updated_at)},
               {"endedAt", r.ended_at ? Json(FormatTime(*r.ended_at)) : Json()},
               {"owner", r.owner.empty() ? Json() : Json(r.owner)},
-              {"leaseUntil", FormatTime(r.lease_until)},
+              // TimePoint::max(), the lease of an instance only an event wakes, is no time.
+              {"leaseUntil", TimeJson(WakeTime(r.lease_until))},
               {"error", FailureJson(r.error)},
               {"errorCode", r.error_code.empty() ? Json() : Json(r.error_code)},
               {"errorMessage", r.error_message.empty() ? Json() : Json(r.error_message)},
@@ -272,8 +275,11 @@ void PrintInstance(std::ostream& out, const engine::InstanceRecord& r) {
     if (r.finished()) {
       out << "  last run by   " << r.owner << "\n";
     } else {
-      out << "  owner         " << r.owner << " (lease until " << FormatTime(r.lease_until)
-          << ")\n";
+      out << "  owner         " << r.owner;
+      if (const std::optional<TimePoint> until = WakeTime(r.lease_until)) {
+        out << " (lease until " << FormatTime(*until) << ")";
+      }
+      out << "\n";
     }
   } else if (IsParked(r.finished(), r.owner)) {
     out << "  wakes         " << WakeText(r.finished(), r.owner, r.lease_until) << "\n";

@@ -90,7 +90,8 @@ int ExitCodeFor(const Status& status);
 // lease_until, its wake time, has come.
 bool IsParked(bool finished, const std::string& owner);
 // The wake time a parked instance's lease_until stands for; none when it is TimePoint::max():
-// only an event wakes it.
+// only an event wakes it. Output shows such a lease_until as no time (null, or nothing), never
+// as the year 2262.
 std::optional<TimePoint> WakeTime(TimePoint lease_until);
 
 // An instance as JSON, with its executions when `with_executions`.

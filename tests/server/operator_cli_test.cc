@@ -232,10 +232,30 @@ TEST_F(OperatorCliTest, AnInstanceParkedUntilAnEventWakesOnEvent) {
   Json shown = Parse(Db({"instances", "show", r.id.str(), "--json"}));
   EXPECT_EQ(shown["parked"], true);
   EXPECT_TRUE(shown["wakeAt"].is_null());
+  // Its lease has no end: no time, not the largest one (2262-04-11T23:47:16.854Z).
+  ASSERT_TRUE(shown.contains("leaseUntil"));
+  EXPECT_TRUE(shown["leaseUntil"].is_null()) << shown["leaseUntil"];
+  CliRun human = Db({"instances", "show", r.id.str()});
+  EXPECT_THAT(human.out, HasSubstr("\n  wakes         on event\n"));
+  EXPECT_THAT(human.out, Not(HasSubstr("2262")));
+  CliRun table = Db({"instances", "list"});
+  EXPECT_THAT(ListLine(table.out, r.id.str()), EndsWith(" -                        on event"));
+  EXPECT_THAT(table.out, Not(HasSubstr("2262")));
+  EXPECT_THAT(list.dump(), Not(HasSubstr("2262")));
+
+  // Held by a process with that lease: the owner is shown without a lease time.
+  {
+    auto store = OpenDirectly();
+    ASSERT_NE(store, nullptr);
+    ASSERT_THAT(store->ClaimInstance(r.id, "engine-on-host-b", SystemClock().Now(),
+                                     TimePoint::max()),
+                IsOk());
+  }
+  Json held = Parse(Db({"instances", "show", r.id.str(), "--json"}));
+  EXPECT_EQ(held["owner"], "engine-on-host-b");
+  EXPECT_TRUE(held["leaseUntil"].is_null()) << held["leaseUntil"];
   EXPECT_THAT(Db({"instances", "show", r.id.str()}).out,
-              HasSubstr("\n  wakes         on event\n"));
-  EXPECT_THAT(ListLine(Db({"instances", "list"}).out, r.id.str()),
-              EndsWith(" -                        on event"));
+              HasSubstr("\n  owner         engine-on-host-b\n"));
 }
 
 TEST_F(OperatorCliTest, RunGivingUpOnAWaitSaysInWhichStateAndUntilWhenTheInstanceSleeps) {
