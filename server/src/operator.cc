@@ -68,6 +68,10 @@ std::optional<TimePoint> WakeTime(TimePoint lease_until) {
   return lease_until;
 }
 
+std::string FlowLabel(const std::string& name, const std::string& version) {
+  return version.empty() ? name : name + " " + version;
+}
+
 std::string StoreUrl(const StoreArgs& args) {
   if (!args.url.empty()) return args.url;
   if (const char* env = std::getenv("SAGAFLOW_DB"); env != nullptr && *env != '\0') return env;
@@ -264,7 +268,7 @@ Json InstanceJson(const engine::InstanceRecord& r, bool with_executions) {
 }
 
 void PrintInstance(std::ostream& out, const engine::InstanceRecord& r) {
-  out << "instance " << r.id.str() << "  flow " << r.flow_name << " " << r.flow_version << "\n";
+  out << "instance " << r.id.str() << "  flow " << FlowLabel(r.flow_name, r.flow_version) << "\n";
   if (!r.business_key.empty()) out << "  business key  " << r.business_key << "\n";
   out << "  status        " << engine::RunStatusCode(r.status)
       << (r.finished() ? "" : " (running)") << "\n";

@@ -94,6 +94,9 @@ bool IsParked(bool finished, const std::string& owner);
 // as the year 2262.
 std::optional<TimePoint> WakeTime(TimePoint lease_until);
 
+// A flow for people: "NAME VERSION", or NAME alone when the flow has no Version.
+std::string FlowLabel(const std::string& name, const std::string& version);
+
 // An instance as JSON, with its executions when `with_executions`.
 Json InstanceJson(const engine::InstanceRecord& r, bool with_executions);
 Json SummaryJson(const engine::InstanceSummary& s);

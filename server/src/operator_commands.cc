@@ -141,9 +141,9 @@ int PrintReplayPlan(engine::StateStore& store, const TaskRegistry& registry,
     std::cout << plan.dump(2) << "\n";
     return step.ok() ? kExitOk : ExitCodeFor(step.status());
   }
-  std::cout << "replay plan for instance " << id.str() << " (flow " << record->flow_name << " "
-            << record->flow_version << ", status " << engine::RunStatusCode(record->status)
-            << "); nothing has been changed\n";
+  std::cout << "replay plan for instance " << id.str() << " (flow "
+            << FlowLabel(record->flow_name, record->flow_version) << ", status "
+            << engine::RunStatusCode(record->status) << "); nothing has been changed\n";
   if (!step.ok()) {
     std::cout << "  refused: " << step.status().message() << "\n";
     return ExitCodeFor(step.status());

@@ -179,6 +179,7 @@ TEST_F(OperatorCliTest, InstancesSayWhenAParkedInstanceWakes) {
   EXPECT_EQ(list[1]["parked"], false);
   EXPECT_TRUE(list[1]["wakeAt"].is_null());
 
+  EXPECT_EQ(parked["version"], "1");
   const std::string id = parked["id"];
   Json shown = Parse(Db({"instances", "show", id, "--json"}));
   EXPECT_EQ(shown["parked"], true);
@@ -190,6 +191,7 @@ TEST_F(OperatorCliTest, InstancesSayWhenAParkedInstanceWakes) {
 
   CliRun human = Db({"instances", "show", id});
   ASSERT_EQ(human.exit_code, kExitOk) << human.err;
+  EXPECT_THAT(human.out, StartsWith("instance " + id + "  flow orderPayment 1\n"));
   EXPECT_THAT(human.out, HasSubstr("\n  ended         -\n  wakes         " + wake + "\n"));
   EXPECT_THAT(human.out, Not(HasSubstr("owner")));
   EXPECT_THAT(Db({"instances", "show", done}).out, Not(HasSubstr("wakes")));
@@ -357,6 +359,22 @@ TEST_F(OperatorCliTest, CompensateGivingUpOnARetrysBackoffSaysWhichStateItRetrie
                                "'Unhold' until " + undo["retryAt"].get<std::string>() +
                                "; `sagaflow recover` (or any engine on this database) takes " +
                                "it up then\n"));
+}
+
+TEST_F(OperatorCliTest, AFlowWithoutAVersionIsNamedAloneWithNoTrailingSpace) {
+  const std::string flow = Write("unversioned.json", R"({"Name": "unversioned",
+    "StartState": "Done", "States": {"Done": {"Type": "Succeed"}}})");
+  CliRun run = Db({"run", "--flow", flow});
+  ASSERT_EQ(run.exit_code, kExitOk) << run.err;
+  Json list = Parse(Db({"instances", "list", "--json"}));
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["version"], "");
+  const std::string id = list[0]["id"];
+  EXPECT_THAT(run.out, StartsWith("instance " + id + "  flow unversioned\n"));
+  EXPECT_THAT(Db({"instances", "show", id}).out,
+              StartsWith("instance " + id + "  flow unversioned\n"));
+  EXPECT_THAT(Db({"replay", id, "--plan"}).out,
+              StartsWith("replay plan for instance " + id + " (flow unversioned, status SU);"));
 }
 
 TEST_F(OperatorCliTest, ABusinessKeyMakesRunIdempotentAndRefusesADifferentInput) {
