@@ -290,7 +290,9 @@ void PrintInstance(std::ostream& out, const engine::InstanceRecord& r) {
   }
   if (r.error) out << "  error         " << r.error->type << ": " << r.error->message << "\n";
   if (!r.error_code.empty() || !r.error_message.empty()) {
-    out << "  fail          " << r.error_code << " " << r.error_message << "\n";
+    out << "  fail          " << r.error_code
+        << (r.error_code.empty() || r.error_message.empty() ? "" : " ") << r.error_message
+        << "\n";
   }
   if (r.executions.empty()) return;
   auto label = [&r](const engine::StateExecution& e) {

@@ -377,6 +377,14 @@ TEST_F(OperatorCliTest, AFlowWithoutAVersionIsNamedAloneWithNoTrailingSpace) {
               StartsWith("replay plan for instance " + id + " (flow unversioned, status SU);"));
 }
 
+TEST_F(OperatorCliTest, AFailStateWithoutAMessageIsPrintedWithoutATrailingSpace) {
+  // The charge is declined and caught: the flow ends in Declined, whose ErrorCode has no Message.
+  CliRun run = Db({"run", "--flow", kSourceDir + "/docs/examples/retry.json", "--mocks",
+                   kSourceDir + "/docs/examples/scenarios/retry_declined.json"});
+  ASSERT_EQ(run.exit_code, kExitOk) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("\n  fail          PAYMENT_FAILED\n"));
+}
+
 TEST_F(OperatorCliTest, ABusinessKeyMakesRunIdempotentAndRefusesADifferentInput) {
   Json first = RunFulfil(ok_, kInput, "order-1001");
   Json again = RunFulfil(ok_, kInput, "order-1001");
