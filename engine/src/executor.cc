@@ -64,8 +64,12 @@ struct Executor::Impl {
         scheduler(options.workers, [this](Work w) { driver.Run(std::move(w)); }),
         timers(clock, [this](Work w) { scheduler.Post(std::move(w)); }),
         runner(options.workers == 0 ? 0 : options.task_threads),
+        outbox(options.dispatcher != nullptr && options.dispatcher->durable()
+                   ? std::make_unique<Outbox>(store, *options.dispatcher, clock,
+                                              options.dispatch_retry)
+                   : nullptr),
         driver(DriverParts{options, registry, store, clock, interpreter, catalog, table,
-                           scheduler, timers, runner, options.dispatcher,
+                           scheduler, timers, runner, options.dispatcher, outbox.get(),
                            stop_source.get_token()}),
         recovery(store, clock, options.owner, options.lease_ttl),
         lease_keeper(store, clock, options.owner, options.lease_ttl, options.recover_every,
@@ -103,9 +107,20 @@ struct Executor::Impl {
   }
 
   Result<RecoverReport> RecoverExpired(std::size_t limit) {
-    return recovery.Pass(limit, [this](const InstanceId& id, Result<InstanceRecord> loaded) {
-      return driver.ResumeWith(id, [&] { return std::move(loaded); });
-    });
+    auto report =
+        recovery.Pass(limit, [this](const InstanceId& id, Result<InstanceRecord> loaded) {
+          return driver.ResumeWith(id, [&] { return std::move(loaded); });
+        });
+    if (report.ok() && outbox != nullptr) {
+      // Dispatches stored and left behind: handed over from here.
+      auto handed = outbox->Relay(limit);
+      if (handed.ok()) {
+        report->redispatched = *handed;
+      } else {
+        spdlog::warn("claiming stored dispatches failed: {}", handed.status().ToString());
+      }
+    }
+    return report;
   }
 
   Result<std::shared_ptr<Live>> NewLive(const std::shared_ptr<const StateMachine>& machine,
@@ -203,6 +218,7 @@ struct Executor::Impl {
   Scheduler scheduler;
   TimerService timers;
   TaskRunner runner;
+  std::unique_ptr<Outbox> outbox;  // with a durable dispatcher
   InstanceDriver driver;
   Recovery recovery;
   LeaseKeeper lease_keeper;
@@ -250,6 +266,12 @@ void Executor::Stop() noexcept {
   m.scheduler.Stop();
   // The store's callbacks refer to this executor: wait for those still to come.
   m.driver.WaitForStoreCalls();
+  if (m.outbox != nullptr) {
+    // Rows of deliveries taken: removed now, or handed over once more after dispatch_retry.
+    if (Status s = m.outbox->Flush(); !s.ok()) {
+      spdlog::warn("could not remove dispatches handed over: {}", s.ToString());
+    }
+  }
   // Wake whoever still waits: their instances stay as the store has them.
   std::vector<std::shared_ptr<Waiter>> waiters;
   for (LiveTable::Shard& shard : m.table.shards()) {
@@ -299,10 +321,10 @@ void Executor::StartInstanceAsync(const std::shared_ptr<const StateMachine>& mac
   Impl& m = *impl_;
   auto live = m.NewLive(machine, std::move(input), options);
   if (!live.ok()) return started(live.status());
-  m.driver.DecideFirstStep(**live);
+  const std::vector<DispatchRecord> dispatches = m.driver.DecideFirstStep(**live);
   const InstanceRecord& record = (*live)->record;
   m.driver.BeginStoreCall();
-  m.store.Create(record, [&m, live = std::move(live).value(),
+  m.store.Create(record, dispatches, [&m, live = std::move(live).value(),
                           started = std::move(started)](Result<InstanceId> id) mutable {
     if (id.ok() && *id == live->record.id) m.driver.Launch(std::move(live));
     started(std::move(id));

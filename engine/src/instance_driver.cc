@@ -273,13 +273,15 @@ void InstanceDriver::ReleaseLease(const InstanceRecord& record) {
   }
 }
 
-void InstanceDriver::DecideFirstStep(Live& live) {
+std::vector<DispatchRecord> InstanceDriver::DecideFirstStep(Live& live) {
   const TimePoint now = p_.clock.Now();
   Step first = p_.interpreter.Start(live.record, *live.flow->machine, now);
   PrepareWrite(live, first, now);
   if (live.parking) live.record.owner.clear();  // created parked: stored without an owner
   live.header_dirty = false;
+  std::vector<DispatchRecord> rows = DispatchesOf(live, first);
   live.pending = std::move(first);
+  return rows;
 }
 
 void InstanceDriver::Launch(std::shared_ptr<Live> live) {
@@ -388,7 +390,20 @@ WriteBatch InstanceDriver::BatchFor(const Live& live, const Step& step, bool hea
     batch.context = r.context;
     batch.changed_keys = step.context_keys;
   }
+  if (p_.outbox != nullptr) batch.dispatches = DispatchesOf(live, step);
   return batch;
+}
+
+std::vector<DispatchRecord> InstanceDriver::DispatchesOf(const Live& live, const Step& step) const {
+  std::vector<DispatchRecord> rows;
+  if (p_.outbox == nullptr) return rows;
+  auto add = [&](const Decision& d) {
+    if (d.kind != Decision::Kind::kDispatch) return;
+    rows.push_back(p_.outbox->RowFor(DeliveryFor(live, d), live.record.updated_at));
+  };
+  add(step.decision);
+  for (const Decision& d : step.more) add(d);
+  return rows;
 }
 
 namespace {
@@ -538,6 +553,7 @@ bool InstanceDriver::Dispatch(const std::shared_ptr<Live>& live, const Decision&
     return false;
   }
   dispatched_.fetch_add(1);
+  if (p_.outbox != nullptr) p_.outbox->Handed(DispatchKey{live->record.id, d.execution, d.attempt});
   bool running = !here;
   if (here) {
     std::lock_guard lock(live->mu);

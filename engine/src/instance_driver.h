@@ -13,6 +13,7 @@
 
 #include "flow_catalog.h"
 #include "live.h"
+#include "outbox.h"
 #include "scheduler.h"
 #include "sagaflow/engine/executor.h"
 #include "sagaflow/engine/interpreter.h"
@@ -36,6 +37,7 @@ struct DriverParts {
   TimerService& timers;
   TaskRunner& runner;
   TaskDispatcher* dispatcher;
+  Outbox* outbox;  // with a durable dispatcher, else null
   std::stop_token stop;  // requested when the executor stops; lent to every task
 };
 
@@ -63,7 +65,8 @@ class InstanceDriver {
 
   // Decides a new instance's first step before it is stored: the create stores the instance
   // with that step (the first task's "started" record), so a start costs one write, not two.
-  void DecideFirstStep(Live& live);
+  // Returns the outbox rows to create with it (its first step's dispatches).
+  std::vector<DispatchRecord> DecideFirstStep(Live& live);
   // Registers a stored new instance and queues the action of its first step.
   void Launch(std::shared_ptr<Live> live);
 
@@ -110,6 +113,8 @@ class InstanceDriver {
   bool PrepareWrite(Live& live, const Step& step, TimePoint now);
   // The batch that stores `step`'s changes to live.record.
   WriteBatch BatchFor(const Live& live, const Step& step, bool header) const;
+  // The outbox rows of the dispatches `step` decides (none without an outbox).
+  std::vector<DispatchRecord> DispatchesOf(const Live& live, const Step& step) const;
   // Stores `step`. True when it is stored already (the store completed at once): the caller
   // acts on it. False when the write completes later (OnWritten acts on it then) or was
   // refused (retried after a backoff, or the instance lost): the caller lets go of `live`.

@@ -55,6 +55,12 @@ struct ExecutorOptions {
   // Where async steps (IsAsync) go. Without one, a flow with async steps is refused by AddFlow.
   // Must outlive the executor; the executor starts it (Start) and stops it (Stop).
   TaskDispatcher* dispatcher = nullptr;
+  // With a durable dispatcher, each dispatch is stored with the step that decides it (the
+  // store's outbox) and handed over once that is stored. A stored dispatch not reported taken
+  // this long after it was written (its process died, or the dispatcher refused it) is handed
+  // over by the next claim of what is due, in any process, and again this long after each
+  // try.
+  Duration dispatch_retry = std::chrono::seconds(30);
   // Threads for tasks with TimeoutSeconds, apart from `workers`, so that a task that hangs
   // holds one of these and never a worker, and its deadline holds while it runs. With
   // workers == 0 such tasks run on the calling thread (a late result still counts as a
@@ -77,6 +83,8 @@ struct RecoverReport {
   // Claimed but not resumable (not loaded, their flow no longer loads, a task is not
   // registered, ...): their lease is released for a later pass, here or elsewhere, to try.
   std::vector<std::pair<InstanceId, Status>> failed;
+  // Stored dispatches left behind (see ExecutorOptions::dispatch_retry) this pass handed over.
+  std::size_t redispatched = 0;
 };
 
 struct StartOptions {
