@@ -1082,6 +1082,126 @@ TEST_P(StateStoreContractTest, ConcurrentClaimersGetDisjointSets) {
   }
 }
 
+// --- Children created with a step ----------------------------------------------------------
+
+TEST_P(StateStoreContractTest, ABatchCreatesItsChildrenWithTheStep) {
+  InstanceRecord parent = MakeRecord("parent");
+  parent.executions.push_back(MakeExecution(0, "Refund", Json::array({"order-1001"})));
+  Create(parent);
+
+  InstanceRecord child = MakeRecord("child", "order_refund", At(5), "order-1001/refund",
+                                    Json{{"orderId", "1001"}, {"amount", 30}});
+  child.owner = "";
+  child.lease_until = At(5);
+  child.executions.push_back(MakeExecution(0, "Credit", Json::array({30})));
+  parent.cursor.active_execution = 0;
+  parent.updated_at = At(5);
+  WriteBatch batch = WriteBatch::Of(parent, {0}, false);
+  batch.children.push_back(child);
+  InstanceRecord second = MakeRecord("child2", "order_refund", At(5));
+  batch.children.push_back(second);
+  ASSERT_THAT(store().Write(batch), IsOk());
+
+  Result<InstanceRecord> stored = peer().LoadInstance(InstanceId("child"));
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->flow_name, "order_refund");
+  EXPECT_EQ(stored->business_key, "order-1001/refund");
+  EXPECT_EQ(stored->input.get(), (Json{{"orderId", "1001"}, {"amount", 30}}));
+  EXPECT_EQ(stored->owner, "");
+  ASSERT_EQ(stored->executions.size(), 1u);
+  EXPECT_EQ(stored->executions[0].state, StateName("Credit"));
+  EXPECT_THAT(peer().LoadInstance(InstanceId("child2")), IsOk());
+  EXPECT_EQ(Load("parent").cursor.active_execution, 0);
+
+  // Applied once more (its outcome was lost): the children stay as stored.
+  WriteBatch again = batch;
+  again.children[0].executions.push_back(MakeExecution(1, "Notify", Json::array()));
+  ASSERT_THAT(store().Write(again), IsOk());
+  EXPECT_EQ(Load("child").executions.size(), 1u);
+  // And a child's business key is taken like a create's.
+  InstanceRecord repeat = child;
+  repeat.id = InstanceId("elsewhere");
+  EXPECT_THAT(store().CreateInstance(repeat), IsOkAndHolds(InstanceId("child")));
+}
+
+TEST_P(StateStoreContractTest, ARefusedBatchCreatesNoChild) {
+  InstanceRecord parent = MakeRecord("parent");
+  Create(parent);
+  InstanceRecord other = MakeRecord("taken", "order_refund", At(0), "order-1001/refund");
+  Create(other);
+  const InstanceRecord before = Load("parent");
+
+  auto with_child = [&](InstanceRecord child) {
+    InstanceRecord next = parent;
+    next.updated_at = At(9);
+    next.cursor.active_execution = 4;
+    WriteBatch b = WriteBatch::Of(next, {}, false);
+    b.children.push_back(std::move(child));
+    return b;
+  };
+  // The lease is lost.
+  WriteBatch stolen = with_child(MakeRecord("c1", "order_refund"));
+  stolen.owner = "node-b";
+  EXPECT_THAT(store().Write(stolen), StatusIs(StatusCode::kFailedPrecondition));
+  // The child's id is another instance's.
+  EXPECT_THAT(store().Write(with_child(MakeRecord("taken", "order_other"))),
+              StatusIs(StatusCode::kAlreadyExists, HasSubstr("taken")));
+  // Its business key is another instance's (with another input, or the same).
+  EXPECT_THAT(store().Write(with_child(MakeRecord("c2", "order_refund", At(0),
+                                                  "order-1001/refund", Json{{"x", 1}}))),
+              StatusIs(StatusCode::kConflict, HasSubstr("order-1001/refund")));
+  EXPECT_THAT(store().Write(with_child(MakeRecord("c3", "order_refund", At(0),
+                                                  "order-1001/refund"))),
+              StatusIs(StatusCode::kConflict, HasSubstr("taken")));
+  // The instance itself.
+  EXPECT_THAT(store().Write(with_child(MakeRecord("parent"))),
+              StatusIs(StatusCode::kInvalidArgument));
+
+  for (const char* id : {"c1", "c2", "c3"}) {
+    EXPECT_THAT(store().LoadInstance(InstanceId(id)), StatusIs(StatusCode::kNotFound)) << id;
+  }
+  const InstanceRecord after = Load("parent");
+  EXPECT_EQ(after.updated_at, before.updated_at);
+  EXPECT_EQ(after.cursor.active_execution, before.cursor.active_execution);
+  EXPECT_EQ(Load("taken").flow_name, "order_refund");
+}
+
+TEST_P(StateStoreContractTest, ABadChildRefusesItsBatchAloneAmongOthers) {
+  Create(MakeRecord("taken", "order_refund"));
+  constexpr int kParents = 20;
+  std::vector<WriteBatch> batches;
+  for (int i = 0; i < kParents; ++i) {
+    InstanceRecord parent = MakeRecord("p" + std::to_string(i));
+    Create(parent);
+    parent.updated_at = At(7);
+    WriteBatch b = WriteBatch::Of(parent, {}, false);
+    // Parent 7's child has the id of another instance.
+    b.children.push_back(MakeRecord(i == 7 ? "taken" : "c" + std::to_string(i), "order_other"));
+    batches.push_back(std::move(b));
+  }
+  // Submitted together, so that a group-committing store holds them in one transaction.
+  std::vector<Status> outcomes(kParents);
+  Latch done(kParents);
+  for (int i = 0; i < kParents; ++i) {
+    store().Apply(batches[static_cast<std::size_t>(i)], [&, i](Status s) {
+      outcomes[static_cast<std::size_t>(i)] = std::move(s);
+      done.CountDown();
+    });
+  }
+  done.Wait();
+  for (int i = 0; i < kParents; ++i) {
+    const std::string c = "c" + std::to_string(i);
+    if (i == 7) {
+      EXPECT_THAT(outcomes[7], StatusIs(StatusCode::kAlreadyExists));
+      EXPECT_EQ(Load("p7").updated_at, At(0));
+      continue;
+    }
+    EXPECT_THAT(outcomes[static_cast<std::size_t>(i)], IsOk()) << i;
+    EXPECT_EQ(Load("p" + std::to_string(i)).updated_at, At(7));
+    EXPECT_THAT(store().LoadInstance(InstanceId(c)), IsOk()) << c;
+  }
+}
+
 // --- The outbox ------------------------------------------------------------------------------
 
 TEST_P(StateStoreContractTest, ABatchStoresItsDispatchesWithTheStep) {

@@ -146,6 +146,7 @@ void MemoryStateStore::Apply(engine::WriteBatch batch, WriteDone done) {
 }
 
 Status MemoryStateStore::ApplyNow(engine::WriteBatch batch) {
+  if (!batch.children.empty()) return ApplyWithChildren(std::move(batch));
   Shard& shard = ShardFor(batch.instance);
   std::vector<DroppedKey> dropped;
   {
@@ -172,13 +173,81 @@ InstanceRecord MemoryStateStore::Entry::Read() const {
   return out;
 }
 
-Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
-  InstanceRecord& dst = entry.record;
+Result<bool> MemoryStateStore::ChildIsNew(const InstanceRecord& child, const Shard& held) {
+  auto stored = [&](const InstanceId& id) -> std::optional<InstanceRecord> {
+    const Shard& shard = ShardFor(id);
+    std::unique_lock lock(shard.mu, std::defer_lock);
+    if (&shard != &held) lock.lock();
+    auto it = shard.instances.find(id);
+    if (it == shard.instances.end()) return std::nullopt;
+    return it->second.record;
+  };
+  if (std::optional<InstanceRecord> same_id = stored(child.id)) {
+    if (same_id->flow_name == child.flow_name && same_id->input == child.input) return false;
+    return AlreadyExists("instance " + child.id.str() + " already exists");
+  }
+  if (!child.business_key.empty()) {
+    auto it = business_keys_.find({child.flow_name, child.business_key});
+    if (it != business_keys_.end() && it->second != child.id && stored(it->second)) {
+      return Conflict("business key '" + child.business_key + "' of flow '" + child.flow_name +
+                      "' is already used by instance " + it->second.str());
+    }
+  }
+  return true;
+}
+
+Status MemoryStateStore::ApplyWithChildren(engine::WriteBatch batch) {
+  std::vector<DroppedKey> dropped;
+  {
+    std::lock_guard meta(meta_mu_);
+    Shard& shard = ShardFor(batch.instance);
+    std::lock_guard lock(shard.mu);
+    auto found = shard.instances.find(batch.instance);
+    if (found == shard.instances.end()) {
+      return NotFound("instance " + batch.instance.str() + " not found");
+    }
+    SAGAFLOW_RETURN_IF_ERROR(Check(batch, found->second));
+    std::vector<bool> insert;
+    for (const InstanceRecord& child : batch.children) {
+      if (child.id == batch.instance) {
+        return InvalidArgument("instance " + batch.instance.str() +
+                               ": the batch creates the instance itself as its child");
+      }
+      SAGAFLOW_ASSIGN_OR_RETURN(bool fresh, ChildIsNew(child, shard));
+      insert.push_back(fresh);
+    }
+    const bool header = batch.header.has_value();
+    std::vector<InstanceRecord> children = std::move(batch.children);
+    SAGAFLOW_RETURN_IF_ERROR(ApplyTo(batch, found->second));  // checked: it applies
+    AddDispatches(batch.dispatches);
+    if (header) dropped = AfterWrite(shard, found->second);  // `found` may be gone now
+    for (std::size_t i = 0; i < children.size(); ++i) {
+      if (!insert[i]) continue;
+      InstanceRecord& child = children[i];
+      if (!child.business_key.empty()) {
+        business_keys_[{child.flow_name, child.business_key}] = child.id;
+      }
+      Shard& child_shard = ShardFor(child.id);
+      std::unique_lock child_lock(child_shard.mu, std::defer_lock);
+      if (&child_shard != &shard) child_lock.lock();
+      const InstanceId id = child.id;
+      auto [it, inserted] = child_shard.instances.try_emplace(id, Entry{std::move(child), 0});
+      if (inserted) {
+        std::vector<DroppedKey> more = AfterWrite(child_shard, it->second);
+        dropped.insert(dropped.end(), more.begin(), more.end());
+      }
+    }
+  }
+  FreeKeys(dropped);
+  return Status::Ok();
+}
+
+Status MemoryStateStore::Check(const engine::WriteBatch& batch, const Entry& entry) {
+  const InstanceRecord& dst = entry.record;
   if (dst.owner != batch.owner) {
     return FailedPrecondition("lease lost: instance " + batch.instance.str() +
                               " is now owned by '" + dst.owner + "'");
   }
-  // Refusals first: nothing of a refused batch is applied.
   for (const engine::StateExecution& e : batch.new_executions) {
     if (e.id < 0 || e.state.empty()) {  // every state has a name
       return InvalidArgument("instance " + batch.instance.str() + ": the batch writes execution " +
@@ -200,6 +269,13 @@ Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
                              ", which is not stored");
     }
   }
+  return Status::Ok();
+}
+
+Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
+  // Refusals first: nothing of a refused batch is applied.
+  SAGAFLOW_RETURN_IF_ERROR(Check(batch, entry));
+  InstanceRecord& dst = entry.record;
   if (batch.header) {
     engine::InstanceHeader& h = *batch.header;
     dst.lease_until = h.lease_until;

@@ -589,6 +589,40 @@ void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items
     }
   }
 
+  // 2b. The children of the writes that went through, created as the creates are; one whose
+  // id or business key is another instance's refuses its batch (ItemRefused).
+  std::vector<std::pair<std::size_t, const WriteItem*>> children;  // (parent item, child)
+  for (std::size_t i : writes) {
+    if (!out[i].status.ok()) continue;
+    for (const WriteItem& child : items[i]->children) children.emplace_back(i, &child);
+  }
+  if (!children.empty()) {
+    std::stable_sort(children.begin(), children.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.second->flow_name, a.second->business_key) <
+             std::tie(b.second->flow_name, b.second->business_key);
+    });
+    Clear(insert_columns_);
+    for (const auto& [i, child] : children) {
+      ArraySink sink(insert_columns_);
+      PutInstanceColumns(child->encoded->instance, sink);
+    }
+    Finish(insert_columns_);
+    const bool all =
+        insert_instances_->Execute(insert_columns_) == static_cast<long long>(children.size());
+    std::unordered_set<std::string> inserted;
+    for (int row = 0; !all && row < insert_instances_->rows(); ++row) {
+      inserted.insert(insert_instances_->Text(row, 0));
+    }
+    for (const auto& [i, child] : children) {
+      if (all || inserted.count(child->id.str())) {
+        const EncodedItem& e = *child->encoded;
+        for (const ExecutionColumns& x : e.executions) AddExecution(e.instance.id, x);
+      } else {
+        RequireChildCreated(items[i]->id, *child, ResolveCreateConflict(conn_, *child));
+      }
+    }
+  }
+
   // 3. Progress of the stored executions; one not found refuses its batch (ItemRefused).
   if (!progress.empty()) {
     Finish(progress_columns_);

@@ -414,6 +414,19 @@ WriteItem EncodeBatch(const engine::WriteBatch& b) {
     out->executions.emplace_back().SetProgress(p);
   }
   if (!EncodeDispatches(item, b.dispatches, *out)) return item;
+  for (const InstanceRecord& child : b.children) {
+    if (child.id == b.instance) {
+      item.refused = InvalidArgument("instance " + b.instance.str() +
+                                     ": the batch creates the instance itself as its child");
+      return item;
+    }
+    WriteItem encoded = EncodeCreate(child, {});
+    if (!encoded.refused.ok()) {
+      item.refused = encoded.refused;
+      return item;
+    }
+    item.children.push_back(std::move(encoded));
+  }
   item.encoded = std::move(out);
   return item;
 }
@@ -490,7 +503,18 @@ Status InstanceWriter::Write(const WriteItem& item) {
     }
   }
   InsertDispatches(encoded);
+  for (const WriteItem& child : item.children) RequireChildCreated(item.id, child, Create(child));
   return Status::Ok();
+}
+
+void RequireChildCreated(const InstanceId& parent, const WriteItem& child,
+                         const Result<InstanceId>& outcome) {
+  if (!outcome.ok()) throw ItemRefused(outcome.status());
+  if (*outcome == child.id) return;  // created, or stored already by this batch
+  // Its business key resolved to another instance (the same input): not this batch's child.
+  throw ItemRefused(Conflict("instance " + parent.str() + ": its child " + child.id.str() +
+                             " has business key '" + child.business_key + "' of flow '" +
+                             child.flow_name + "', already used by instance " + outcome->str()));
 }
 
 Status WhyNotWritten(Connection& conn, const InstanceId& instance) {

@@ -53,6 +53,8 @@ struct WriteItem {
   // Not OK: the item is refused with this before anything of it is written.
   Status refused;
   std::shared_ptr<const EncodedItem> encoded;  // null when refused
+  // A write's: the instances it creates (each a create's item), after the write went through.
+  std::vector<WriteItem> children;
 };
 
 // The item that creates `r` with its outbox rows `dispatches` (refused when its executions are
@@ -86,6 +88,11 @@ class ItemRefused : public std::runtime_error {
 // kConflict or kAlreadyExists otherwise. Throws database errors.
 Result<InstanceId> ResolveCreateConflict(Connection& conn, const WriteItem& item);
 
+// Throws ItemRefused unless `outcome`, the create of `child` (a child of `parent`), created it
+// or found it stored already.
+void RequireChildCreated(const InstanceId& parent, const WriteItem& child,
+                         const Result<InstanceId>& outcome);
+
 // Why an update of instance `id` matched no row: kNotFound, or lease lost (kFailedPrecondition
 // naming the owner). Throws database errors.
 Status WhyNotWritten(Connection& conn, const InstanceId& id);
@@ -115,7 +122,8 @@ class InstanceWriter {
   // stored ones; the context when the batch carries it. Refused with kNotFound or lease lost
   // (kFailedPrecondition) when the stored owner is not the batch's; throws ItemRefused for
   // progress of an execution that is not stored. The batch's outbox rows are inserted (one
-  // stored already is kept).
+  // stored already is kept), and its children created (throws ItemRefused when a child's id or
+  // business key is another instance's).
   Status Write(const WriteItem& item);
 
  private:

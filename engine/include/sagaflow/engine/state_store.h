@@ -120,6 +120,7 @@ struct WriteBatch {
   std::optional<SharedJson> context;
   const ContextKeys* changed_keys = nullptr;
   std::vector<DispatchRecord> dispatches;
+  std::vector<InstanceRecord> children;
 
   // The batch that writes `record` as it is: its cursor, the executions `executions` lists
   // (all as new_executions), its context when `context_changed`, and its header with

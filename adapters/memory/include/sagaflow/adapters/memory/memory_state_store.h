@@ -110,6 +110,14 @@ class MemoryStateStore final : public engine::StateStore {
   // kFailedPrecondition when the lease is lost, kInvalidArgument for executions it cannot
   // write; nothing of a refused batch is applied.
   static Status ApplyTo(engine::WriteBatch& batch, Entry& entry);
+  // Why `batch` would be refused (ApplyTo's refusals), without applying anything.
+  static Status Check(const engine::WriteBatch& batch, const Entry& entry);
+  // A batch that creates children: with meta_mu_ held throughout (so that no other call holds
+  // two shards at once), the children are checked, then the batch and the children applied.
+  Status ApplyWithChildren(engine::WriteBatch batch);
+  // Whether `child` is to be inserted (false: stored already, the same), or why it cannot be;
+  // meta_mu_ and `held` (the parent's shard) locked.
+  Result<bool> ChildIsNew(const engine::InstanceRecord& child, const Shard& held);
 
   const MemoryStoreOptions options_;
   // Entries in the shards' `finished` queues (stale ones included): at most max_finished once
