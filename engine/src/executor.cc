@@ -95,7 +95,10 @@ struct Executor::Impl {
                      report->failed.size(), report->failed.front().first.str(),
                      report->failed.front().second.ToString());
       }
-      if (report->resumed.size() + report->failed.size() < kBatch) return;
+      if (report->resumed.size() + report->failed.size() < kBatch &&
+          report->redispatched < kBatch) {
+        return;
+      }
       // This runs on the lease keeper's thread: renew between batches.
       if (auto renewed = lease_keeper.RenewOnce(); !renewed.ok()) {
         spdlog::warn("could not renew leases: {}", renewed.status().ToString());
@@ -111,6 +114,13 @@ struct Executor::Impl {
         recovery.Pass(limit, [this](const InstanceId& id, Result<InstanceRecord> loaded) {
           return driver.ResumeWith(id, [&] { return std::move(loaded); });
         });
+    if (!report.ok() && outbox != nullptr) {
+      // The claim of instances failed; the outbox is a claim of its own.
+      auto handed = outbox->Relay(limit);
+      if (!handed.ok()) {
+        spdlog::warn("claiming stored dispatches failed: {}", handed.status().ToString());
+      }
+    }
     if (report.ok() && outbox != nullptr) {
       // Dispatches stored and left behind: handed over from here.
       auto handed = outbox->Relay(limit);

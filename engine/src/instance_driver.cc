@@ -410,6 +410,7 @@ namespace {
 // The write a thread is making, so that a completion called inside Apply (a store that
 // completes at once) is told from one called later on another thread.
 struct InlineWrite {
+  const Live* live = nullptr;
   bool completed = false;
   Status status;
 };
@@ -422,18 +423,21 @@ bool InstanceDriver::Store(std::shared_ptr<Live>& live, Step& step, TimePoint no
   WriteBatch batch = BatchFor(l, step, header);
   // Kept for the completion, which acts on it when it comes later.
   l.pending = std::move(step);
-  InlineWrite here;
-  InlineWrite* const token = &here;
+  InlineWrite here{&l, false, Status::Ok()};
   InlineWrite* const outer = t_inline_write;
-  t_inline_write = token;
+  t_inline_write = &here;
   BeginStoreCall();
-  p_.store.Apply(std::move(batch), [this, live, token](Status status) mutable {
-    if (t_inline_write == token) {
+  l.writing = live;
+  // Two pointers: the completion fits in std::function without an allocation.
+  Live* const raw = &l;
+  p_.store.Apply(std::move(batch), [this, raw](Status status) {
+    if (t_inline_write != nullptr && t_inline_write->live == raw) {
       // Completed within Apply, on the driving thread: the caller goes on in place.
-      token->completed = true;
-      token->status = std::move(status);
+      t_inline_write->completed = true;
+      t_inline_write->status = std::move(status);
+      raw->writing.reset();
     } else {
-      OnWritten(std::move(live), std::move(status));
+      OnWritten(std::move(raw->writing), std::move(status));
     }
     EndStoreCall();
   });
@@ -491,6 +495,14 @@ TaskDelivery InstanceDriver::DeliveryFor(const Live& live, const Decision& d) co
                       e.idempotency_key,
                       e.input,
                       d.deadline};
+}
+
+TaskOutcome InstanceDriver::InvokeHere(const Live& live, const Decision& d, const TaskFn& fn) {
+  const StateExecution& e = live.record.executions[static_cast<std::size_t>(d.execution)];
+  TaskContext ctx(live.record.id, e.state, d.attempt, e.idempotency_key, d.deadline, p_.stop);
+  TaskOutcome out;
+  out.ok = InvokeTask(fn, ctx, e.input.get(), out.result, out.failure);
+  return out;
 }
 
 TaskOutcome InstanceDriver::Invoke(const TaskDelivery& d, const TaskFn& fn) {
@@ -657,7 +669,7 @@ void InstanceDriver::Drive(std::shared_ptr<Live> live, Step step, bool stored, T
         if (p_.stop.stop_requested()) return;  // left RU in the store; recovery resumes it
         if (!d.deadline && step.more.empty()) {
           // No deadline to hold: the task runs on this thread, and the instance goes on.
-          TaskOutcome outcome = Invoke(DeliveryFor(l, d), *fn);
+          TaskOutcome outcome = InvokeHere(l, d, *fn);
           now = p_.clock.Now();
           step = Apply(l, TaskResult{d.execution, d.attempt, std::move(outcome)}, now);
           continue;

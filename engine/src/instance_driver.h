@@ -131,6 +131,8 @@ class InstanceDriver {
   bool Dispatch(const std::shared_ptr<Live>& live, const Decision& decision);
   TaskDelivery DeliveryFor(const Live& live, const Decision& decision) const;
   TaskOutcome Invoke(const TaskDelivery& delivery, const TaskFn& fn);
+  // Invokes the task of `decision` on this thread, from the record (nothing copied).
+  TaskOutcome InvokeHere(const Live& live, const Decision& decision, const TaskFn& fn);
   const TaskFn* TaskFor(const Live& live, int execution) const;
   // The instance was written parked: it leaves memory (unless an event came meanwhile: then it
   // is claimed again and driving goes on, with true returned).

@@ -209,18 +209,17 @@ class Interpreter::Run {
              ", which does not exist";
     }
     const StateExecution& e = r_.executions[static_cast<std::size_t>(id)];
+    const bool ended = e.status != RunStatus::kRunning || e.ended_at.has_value();
+    if (!r_.finished() && !ended && attempt == e.attempts) return "";  // it applies
     const std::string name = "execution " + std::to_string(id) + " (state '" + e.state.str() +
                              "')";
     if (r_.finished()) return std::string(what) + " for " + name + ": the instance has finished";
-    if (e.status != RunStatus::kRunning || e.ended_at) {
+    if (ended) {
       return std::string(what) + " for " + name + ", which has already ended (" +
              std::string(RunStatusCode(e.status)) + ")";
     }
-    if (attempt != e.attempts) {
-      return std::string(what) + " for attempt " + std::to_string(attempt) + " of " + name +
-             ", which is at attempt " + std::to_string(e.attempts);
-    }
-    return "";
+    return std::string(what) + " for attempt " + std::to_string(attempt) + " of " + name +
+           ", which is at attempt " + std::to_string(e.attempts);
   }
 
   // Leaves the instance as it was: the event changed nothing. The decision says where the

@@ -35,6 +35,9 @@ struct Live {
   int stored_executions = 0;
   // The pending write parks the instance (gives its owner up).
   bool parking = false;
+  // Held while a write of the instance is with the store, so that a completion that comes later
+  // finds it alive (the completion holds only a pointer).
+  std::shared_ptr<Live> writing;
   // Tasks of this instance running in this process (timed invocations, in-process dispatches):
   // while there are any, the instance stays leased here.
   int running_here = 0;

@@ -59,11 +59,13 @@ Result<std::size_t> Outbox::Relay(std::size_t limit) {
     const TaskDelivery& d = row.delivery;
     Status s = dispatcher_.Dispatch(d, clock_.Now() + std::chrono::seconds(5));
     if (!s.ok()) {
+      // The dispatcher is away: the rest of the pass would wait on it row by row (on the thread
+      // that renews leases). They are claimed until next_due and come due again then.
       spdlog::warn("instance {}: the dispatcher refused execution {} attempt {} again ({}); "
-                   "handing it over at {}",
+                   "this row and {} more claimed are handed over at {}",
                    d.instance.str(), d.execution, d.attempt, s.ToString(),
-                   FormatTime(row.due_at));
-      continue;
+                   due.rows.size() - handed - 1, FormatTime(row.due_at));
+      break;
     }
     ++handed;
     Handed(DispatchKey{d.instance, d.execution, d.attempt});

@@ -38,7 +38,8 @@ class Outbox {
   Status Flush();
 
   // One pass: removes what was taken, then claims up to `limit` due rows and hands each to the
-  // dispatcher (a row it refuses comes due again `retry` later). Returns how many it handed over.
+  // dispatcher. At the first it refuses the pass ends: that row and the rest claimed come due
+  // again `retry` later. Returns how many it handed over.
   Result<std::size_t> Relay(std::size_t limit);
 
   static constexpr std::size_t kBatch = 256;

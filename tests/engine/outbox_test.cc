@@ -188,6 +188,19 @@ TEST_F(OutboxTest, ARowTheDispatcherRefusesComesDueAgainAfterRetry) {
   EXPECT_EQ(RowsOf("i1"), 0u);
 }
 
+TEST_F(OutboxTest, APassEndsAtTheFirstRefusalAndTheRestComeDueLater) {
+  Outbox outbox(store_, broker_, clock_, seconds(30));
+  CreateWithRows("i1", 5, 10);
+  clock_.AdvanceTo(At(10));
+  broker_.Refuse(1);
+  EXPECT_THAT(outbox.Relay(100), IsOkAndHolds(0u));
+  EXPECT_EQ(broker_.offered(), 1);  // not waited on five times
+  EXPECT_EQ(RowsOf("i1"), 5u);
+  clock_.AdvanceTo(At(40));
+  EXPECT_THAT(outbox.Relay(100), IsOkAndHolds(5u));
+  EXPECT_EQ(RowsOf("i1"), 0u);
+}
+
 TEST_F(OutboxTest, HandedRowsAreRemovedInBatchesAndKeptWhenTheStoreRefuses) {
   Outbox outbox(faulty_, broker_, clock_, seconds(30));
   CreateWithRows("i1", 3, 10);
