@@ -114,20 +114,14 @@ struct Executor::Impl {
         recovery.Pass(limit, [this](const InstanceId& id, Result<InstanceRecord> loaded) {
           return driver.ResumeWith(id, [&] { return std::move(loaded); });
         });
-    if (!report.ok() && outbox != nullptr) {
-      // The claim of instances failed; the outbox is a claim of its own.
+    if (outbox != nullptr) {
+      // Dispatches stored and left behind: handed over from here (a claim of its own, made
+      // even when the claim of instances failed).
       auto handed = outbox->Relay(limit);
       if (!handed.ok()) {
         spdlog::warn("claiming stored dispatches failed: {}", handed.status().ToString());
-      }
-    }
-    if (report.ok() && outbox != nullptr) {
-      // Dispatches stored and left behind: handed over from here.
-      auto handed = outbox->Relay(limit);
-      if (handed.ok()) {
+      } else if (report.ok()) {
         report->redispatched = *handed;
-      } else {
-        spdlog::warn("claiming stored dispatches failed: {}", handed.status().ToString());
       }
     }
     return report;

@@ -390,7 +390,7 @@ WriteBatch InstanceDriver::BatchFor(const Live& live, const Step& step, bool hea
     batch.context = r.context;
     batch.changed_keys = step.context_keys;
   }
-  if (p_.outbox != nullptr) batch.dispatches = DispatchesOf(live, step);
+  batch.dispatches = DispatchesOf(live, step);
   return batch;
 }
 

@@ -466,6 +466,17 @@ void BulkInstanceWriter::AddDispatches(const EncodedItem& item) {
   }
 }
 
+bool BulkInstanceWriter::InsertInstances(std::size_t given,
+                                         std::unordered_set<std::string>& inserted) {
+  Finish(insert_columns_);
+  // Usually every row was inserted: the count says so, without reading the ids back.
+  if (insert_instances_->Execute(insert_columns_) == static_cast<long long>(given)) return true;
+  for (int row = 0; row < insert_instances_->rows(); ++row) {
+    inserted.insert(insert_instances_->Text(row, 0));
+  }
+  return false;
+}
+
 void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items, std::size_t first,
                                       std::size_t last, std::vector<ItemOutcome>& out) {
   if (first == last) return;
@@ -502,14 +513,8 @@ void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items
     creates.push_back(i);
   }
   if (!creates.empty()) {
-    Finish(insert_columns_);
-    // Usually every row was inserted: the count says so, without reading the ids back.
-    const bool all =
-        insert_instances_->Execute(insert_columns_) == static_cast<long long>(creates.size());
     std::unordered_set<std::string> inserted;
-    for (int row = 0; !all && row < insert_instances_->rows(); ++row) {
-      inserted.insert(insert_instances_->Text(row, 0));
-    }
+    const bool all = InsertInstances(creates.size(), inserted);
     for (std::size_t i : creates) {
       const WriteItem& r = *items[i];
       if (all || inserted.count(r.id.str())) {
@@ -606,13 +611,8 @@ void BulkInstanceWriter::ApplySegment(const std::vector<const WriteItem*>& items
       ArraySink sink(insert_columns_);
       PutInstanceColumns(child->encoded->instance, sink);
     }
-    Finish(insert_columns_);
-    const bool all =
-        insert_instances_->Execute(insert_columns_) == static_cast<long long>(children.size());
     std::unordered_set<std::string> inserted;
-    for (int row = 0; !all && row < insert_instances_->rows(); ++row) {
-      inserted.insert(insert_instances_->Text(row, 0));
-    }
+    const bool all = InsertInstances(children.size(), inserted);
     for (const auto& [i, child] : children) {
       if (all || inserted.count(child->id.str())) {
         const EncodedItem& e = *child->encoded;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "database.h"
@@ -83,6 +84,9 @@ class BulkInstanceWriter {
   void AddExecution(const std::string& instance_id, const ExecutionColumns& c);
   void AddProgress(const std::string& instance_id, const ExecutionColumns& c);
   void AddDispatches(const EncodedItem& item);
+  // Runs the insert of the `given` rows in insert_columns_: true when all were inserted, else
+  // false with the ids inserted in `inserted`.
+  bool InsertInstances(std::size_t given, std::unordered_set<std::string>& inserted);
 
   Connection& conn_;
   std::vector<PgArray> insert_columns_;     // instances, in kInstanceColumns order
