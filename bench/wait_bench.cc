@@ -32,6 +32,9 @@
 #include "sagaflow/statelang/loader.h"
 #include "sagaflow/tasks/task_registry.h"
 
+// tcmalloc's call to hand its free memory back to the system, when it is the allocator linked.
+extern "C" void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
+
 namespace sagaflow {
 namespace {
 
@@ -177,6 +180,7 @@ int Run(const std::map<std::string, std::string>& f, bool kill_self) {
   }
   // What the engine holds, not what the allocator kept of the starts' garbage.
   ::malloc_trim(0);
+  if (MallocExtension_ReleaseFreeMemory != nullptr) MallocExtension_ReleaseFreeMemory();
   const Memory waiting = Rss();
   const double rss_waiting = waiting.rss;
   const bool parked_before_due = e.clock.Now() < e.due;

@@ -166,7 +166,7 @@ void SociStateStore::Create(const InstanceRecord& record,
   impl_->Submit(std::move(request));
 }
 
-void SociStateStore::Apply(engine::WriteBatch batch, WriteDone done) {
+void SociStateStore::Apply(engine::WriteBatch& batch, WriteDone done) {
   sql::WriteRequest request;
   request.item = sql::EncodeBatch(batch);
   request.write_done = std::move(done);
@@ -310,7 +310,8 @@ Result<std::vector<InstanceId>> SociStateStore::ClaimDue(const std::string& owne
           while (st.fetch()) claimed.emplace_back(old_lease, id);
         } else {
           // The write transaction holds SQLite's write lock from its start: no other claimer
-          // runs between the SELECT and the UPDATEs.
+          // runs between the SELECT and the UPDATE, which takes the same rows (one statement
+          // for the lot, not one per row).
           conn.BeginWrite();
           {
             soci::statement st =
@@ -321,15 +322,13 @@ Result<std::vector<InstanceId>> SociStateStore::ClaimDue(const std::string& owne
             st.execute();
             while (st.fetch()) claimed.emplace_back(old_lease, id);
           }
-          std::string claim_id;
-          soci::statement update =
-              (conn.session().prepare
-                   << "UPDATE instances SET owner = :owner, lease_until = :lease_until "
-                      "WHERE id = :id",
-               soci::use(owner), soci::use(until_ns), soci::use(claim_id));
-          for (const auto& [lease, claimed_id] : claimed) {
-            claim_id = claimed_id;
-            update.execute(true);
+          if (!claimed.empty()) {
+            conn.session()
+                << "UPDATE instances SET owner = :owner, lease_until = :lease_until "
+                   "WHERE id IN (SELECT id FROM instances "
+                   "WHERE unfinished = 1 AND lease_until <= :now "
+                   "ORDER BY lease_until, id LIMIT :limit)",
+                soci::use(owner), soci::use(until_ns), soci::use(now_ns), soci::use(max);
           }
           conn.Commit();
         }
