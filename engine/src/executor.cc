@@ -327,12 +327,12 @@ void Executor::StartInstanceAsync(const std::shared_ptr<const StateMachine>& mac
   if (!live.ok()) return started(live.status());
   const std::vector<DispatchRecord> dispatches = m.driver.DecideFirstStep(**live);
   const InstanceRecord& record = (*live)->record;
-  m.driver.BeginStoreCall();
-  m.store.Create(record, dispatches, [&m, live = std::move(live).value(),
+  const std::size_t slot = m.driver.BeginStoreCall();
+  m.store.Create(record, dispatches, [&m, slot, live = std::move(live).value(),
                           started = std::move(started)](Result<InstanceId> id) mutable {
     if (id.ok() && *id == live->record.id) m.driver.Launch(std::move(live));
     started(std::move(id));
-    m.driver.EndStoreCall();
+    m.driver.EndStoreCall(slot);
   });
 }
 

@@ -51,16 +51,28 @@ ExecutorStats InstanceDriver::stats() const {
                        parked_.load(), woken_.load()};
 }
 
-void InstanceDriver::EndStoreCall() {
-  if (store_calls_.fetch_sub(1) == 1) {
-    std::lock_guard lock(store_calls_mu_);  // WaitForStoreCalls checks the count under it
-    store_calls_cv_.notify_all();
-  }
+std::size_t InstanceDriver::BeginStoreCall() {
+  static std::atomic<std::size_t> next_slot{0};
+  thread_local const std::size_t mine = next_slot.fetch_add(1) % kCallSlots;
+  store_calls_[mine].n.fetch_add(1, std::memory_order_acq_rel);
+  return mine;
+}
+
+void InstanceDriver::EndStoreCall(std::size_t slot) {
+  store_calls_[slot].n.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+std::size_t InstanceDriver::store_calls() const {
+  // A call counts up before it starts and down after its callback: one in flight while every
+  // slot is read has its slot above zero.
+  std::int64_t n = 0;
+  for (const CallSlot& s : store_calls_) n += s.n.load(std::memory_order_acquire);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 void InstanceDriver::WaitForStoreCalls() {
-  std::unique_lock lock(store_calls_mu_);
-  store_calls_cv_.wait(lock, [&] { return store_calls_.load() == 0; });
+  // Only Stop waits, once: polled rather than signalled, so that a callback costs no lock.
+  while (store_calls() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 void InstanceDriver::Run(Work work) {
@@ -365,9 +377,10 @@ InstanceDriver::Refusal InstanceDriver::Refused(Live& live, const Status& status
   return Refusal::kRetry;
 }
 
-WriteBatch InstanceDriver::BatchFor(const Live& live, const Step& step, bool header) const {
+void InstanceDriver::FillBatch(const Live& live, const Step& step, bool header,
+                               WriteBatch& batch) const {
   const InstanceRecord& r = live.record;
-  WriteBatch batch;
+  // Assigned over the previous batch: its strings and vectors keep their buffers.
   batch.instance = r.id;
   batch.owner = r.owner;
   batch.updated_at = r.updated_at;
@@ -376,8 +389,11 @@ WriteBatch InstanceDriver::BatchFor(const Live& live, const Step& step, bool hea
   if (header) {
     batch.header = HeaderOf(r);
     batch.header->release_owner = live.parking;
+  } else {
+    batch.header.reset();
   }
-  batch.new_executions.reserve(step.changed_executions.size());
+  batch.new_executions.clear();
+  batch.progress.clear();
   for (int id : step.changed_executions) {
     const StateExecution& e = r.executions[static_cast<std::size_t>(id)];
     if (id < live.stored_executions) {
@@ -389,9 +405,12 @@ WriteBatch InstanceDriver::BatchFor(const Live& live, const Step& step, bool hea
   if (step.context_changed) {
     batch.context = r.context;
     batch.changed_keys = step.context_keys;
+  } else {
+    batch.context.reset();
+    batch.changed_keys = nullptr;
   }
   batch.dispatches = DispatchesOf(live, step);
-  return batch;
+  batch.children.clear();
 }
 
 std::vector<DispatchRecord> InstanceDriver::DispatchesOf(const Live& live, const Step& step) const {
@@ -420,17 +439,18 @@ thread_local InlineWrite* t_inline_write = nullptr;
 bool InstanceDriver::Store(std::shared_ptr<Live>& live, Step& step, TimePoint now) {
   Live& l = *live;
   const bool header = PrepareWrite(l, step, now);
-  WriteBatch batch = BatchFor(l, step, header);
+  FillBatch(l, step, header, l.batch);
   // Kept for the completion, which acts on it when it comes later.
   l.pending = std::move(step);
   InlineWrite here{&l, false, Status::Ok()};
   InlineWrite* const outer = t_inline_write;
   t_inline_write = &here;
-  BeginStoreCall();
+  l.store_slot = BeginStoreCall();
   l.writing = live;
   // Two pointers: the completion fits in std::function without an allocation.
   Live* const raw = &l;
-  p_.store.Apply(std::move(batch), [this, raw](Status status) {
+  p_.store.Apply(l.batch, [this, raw](Status status) {
+    const std::size_t slot = raw->store_slot;  // `raw` may be gone once OnWritten has it
     if (t_inline_write != nullptr && t_inline_write->live == raw) {
       // Completed within Apply, on the driving thread: the caller goes on in place.
       t_inline_write->completed = true;
@@ -439,9 +459,16 @@ bool InstanceDriver::Store(std::shared_ptr<Live>& live, Step& step, TimePoint no
     } else {
       OnWritten(std::move(raw->writing), std::move(status));
     }
-    EndStoreCall();
+    EndStoreCall(slot);
   });
   t_inline_write = outer;
+  // The store took what it keeps during the call. What the batch still holds goes now (its
+  // buffers stay): a reference it kept to the context would make the next step's change of the
+  // context copy it whole.
+  l.batch.context.reset();
+  l.batch.new_executions.clear();
+  l.batch.progress.clear();
+  l.batch.dispatches.clear();
   // Completing later, on the store's thread: `live` is no longer this thread's to touch.
   if (!here.completed) return false;
   step = std::move(*l.pending);

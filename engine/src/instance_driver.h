@@ -2,6 +2,7 @@
 
 // Steps the instances an executor holds. Internal to engine/.
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -87,12 +88,13 @@ class InstanceDriver {
 
   // Store calls whose callback has not come yet (Stop waits for them), and tasks or
   // deliveries whose result has not come back (manual mode waits for them too).
-  std::size_t store_calls() const { return store_calls_.load(); }
+  std::size_t store_calls() const;
   std::size_t tasks_out() const { return tasks_out_.load(); }
   void WaitForStoreCalls();
-  // Around a store call made for the executor whose callback refers to it.
-  void BeginStoreCall() { store_calls_.fetch_add(1); }
-  void EndStoreCall();
+  // Around a store call made for the executor whose callback refers to it: Begin returns the
+  // slot that End, given it, counts down (on whichever thread the callback comes).
+  std::size_t BeginStoreCall();
+  void EndStoreCall(std::size_t slot);
 
   ExecutorStats stats() const;
 
@@ -111,8 +113,9 @@ class InstanceDriver {
   // What the write of `step` carries besides the step's changes (time, lease); returns whether
   // it must store the whole header, and sets live.parking.
   bool PrepareWrite(Live& live, const Step& step, TimePoint now);
-  // The batch that stores `step`'s changes to live.record.
-  WriteBatch BatchFor(const Live& live, const Step& step, bool header) const;
+  // The batch that stores `step`'s changes to live.record, written over `batch` (the
+  // instance's previous one).
+  void FillBatch(const Live& live, const Step& step, bool header, WriteBatch& batch) const;
   // The outbox rows of the dispatches `step` decides (none without an outbox).
   std::vector<DispatchRecord> DispatchesOf(const Live& live, const Step& step) const;
   // Stores `step`. True when it is stored already (the store completed at once): the caller
@@ -141,10 +144,16 @@ class InstanceDriver {
 
   DriverParts p_;
 
-  std::atomic<std::size_t> store_calls_{0};
-  std::atomic<std::size_t> tasks_out_{0};
-  std::mutex store_calls_mu_;
-  std::condition_variable store_calls_cv_;
+  // Store calls in flight, counted in one slot per thread (each in its cache line): a step's
+  // write, which the memory store completes on the same thread, counts up and down a line no
+  // other thread touches, rather than one all workers contend for at every step. Their sum is
+  // what is in flight.
+  static constexpr std::size_t kCallSlots = 16;
+  struct alignas(64) CallSlot {
+    std::atomic<std::int64_t> n{0};
+  };
+  std::array<CallSlot, kCallSlots> store_calls_{};
+  alignas(64) std::atomic<std::size_t> tasks_out_{0};
 
   // Refused writes, for a rate-limited warning.
   std::atomic<std::uint64_t> refused_writes_{0};

@@ -16,6 +16,7 @@
 #include "sagaflow/common/ids.h"
 #include "sagaflow/engine/interpreter.h"
 #include "sagaflow/engine/records.h"
+#include "sagaflow/engine/state_store.h"
 
 namespace sagaflow::engine {
 
@@ -35,9 +36,13 @@ struct Live {
   int stored_executions = 0;
   // The pending write parks the instance (gives its owner up).
   bool parking = false;
+  // The instance's write batch, filled again for each step (the store takes what it keeps
+  // during Apply), so that its buffers are reused rather than allocated per step.
+  WriteBatch batch;
   // Held while a write of the instance is with the store, so that a completion that comes later
   // finds it alive (the completion holds only a pointer).
   std::shared_ptr<Live> writing;
+  std::size_t store_slot = 0;  // the write's InstanceDriver::BeginStoreCall slot
   // Tasks of this instance running in this process (timed invocations, in-process dispatches):
   // while there are any, the instance stays leased here.
   int running_here = 0;

@@ -104,7 +104,7 @@ Result<InstanceId> StateStore::CreateInstance(const InstanceRecord& record,
 
 Status StateStore::Write(WriteBatch batch) {
   Outcome<Status> outcome;
-  Apply(std::move(batch), [&outcome](Status s) { outcome.Set(std::move(s)); });
+  Apply(batch, [&outcome](Status s) { outcome.Set(std::move(s)); });
   return outcome.Get();
 }
 

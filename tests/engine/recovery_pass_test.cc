@@ -56,8 +56,9 @@ class LoadLoggingStore final : public StateStore {
               CreateDone done) override {
     base_.Create(r, dispatches, std::move(done));
   }
-  void Apply(WriteBatch batch, WriteDone done) override {
-    base_.Apply(std::move(batch), std::move(done));
+  using StateStore::Apply;
+  void Apply(WriteBatch& batch, WriteDone done) override {
+    base_.Apply(batch, std::move(done));
   }
   Result<InstanceRecord> LoadInstance(const InstanceId& id) override {
     return base_.LoadInstance(id);

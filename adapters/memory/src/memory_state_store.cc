@@ -141,12 +141,12 @@ Result<InstanceId> MemoryStateStore::Insert(const InstanceRecord& record,
   return record.id;
 }
 
-void MemoryStateStore::Apply(engine::WriteBatch batch, WriteDone done) {
-  done(ApplyNow(std::move(batch)));
+void MemoryStateStore::Apply(engine::WriteBatch& batch, WriteDone done) {
+  done(ApplyNow(batch));
 }
 
-Status MemoryStateStore::ApplyNow(engine::WriteBatch batch) {
-  if (!batch.children.empty()) return ApplyWithChildren(std::move(batch));
+Status MemoryStateStore::ApplyNow(engine::WriteBatch& batch) {
+  if (!batch.children.empty()) return ApplyWithChildren(batch);
   Shard& shard = ShardFor(batch.instance);
   std::vector<DroppedKey> dropped;
   {
@@ -196,7 +196,7 @@ Result<bool> MemoryStateStore::ChildIsNew(const InstanceRecord& child, const Sha
   return true;
 }
 
-Status MemoryStateStore::ApplyWithChildren(engine::WriteBatch batch) {
+Status MemoryStateStore::ApplyWithChildren(engine::WriteBatch& batch) {
   std::vector<DroppedKey> dropped;
   {
     std::lock_guard meta(meta_mu_);
@@ -288,7 +288,8 @@ Status MemoryStateStore::ApplyTo(engine::WriteBatch& batch, Entry& entry) {
   }
   dst.compensation_status = batch.compensation_status;
   dst.updated_at = batch.updated_at;
-  dst.cursor = std::move(batch.cursor);
+  // Swapped: the batch takes the stored cursor's buffers back to its writer, who reuses them.
+  std::swap(dst.cursor, batch.cursor);
   if (batch.context) {
     const Json& context = batch.context->get();
     if (batch.changed_keys != nullptr && context.is_object()) {

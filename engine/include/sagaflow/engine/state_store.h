@@ -214,8 +214,12 @@ class StateStore {
     Create(record, {}, std::move(done));
   }
 
-  // Applies `batch` atomically (see WriteBatch), completing as Create does.
-  virtual void Apply(WriteBatch batch, WriteDone done) = 0;
+  // Applies `batch` atomically (see WriteBatch), completing as Create does. The store takes
+  // what it keeps of `batch` during the call: it may leave it moved from, or holding what the
+  // batch replaced, and never touches it after the call returns. A caller may fill the same
+  // batch again for its next write (its buffers are then reused, not allocated again).
+  virtual void Apply(WriteBatch& batch, WriteDone done) = 0;
+  void Apply(WriteBatch&& batch, WriteDone done) { Apply(batch, std::move(done)); }
 
   // Create and Apply, waiting for the outcome. They may be called from a completion callback:
   // a store that completes on its own threads applies such a call at once there.

@@ -80,7 +80,8 @@ class FaultInjectingStateStore final : public engine::StateStore {
                                                                      dispatches.end()),
            done = std::move(done)]() mutable { CreateNow(record, rows, std::move(done)); });
   }
-  void Apply(engine::WriteBatch batch, WriteDone done) override {
+  using StateStore::Apply;
+  void Apply(engine::WriteBatch& batch, WriteDone done) override {
     if (!asynchronous_) return ApplyNow(std::move(batch), std::move(done));
     Queue([this, batch = std::move(batch), done = std::move(done)]() mutable {
       ApplyNow(std::move(batch), std::move(done));

@@ -42,7 +42,8 @@ class MemoryStateStore final : public engine::StateStore {
   using engine::StateStore::Create;
   void Create(const engine::InstanceRecord& record,
               std::span<const engine::DispatchRecord> dispatches, CreateDone done) override;
-  void Apply(engine::WriteBatch batch, WriteDone done) override;
+  using StateStore::Apply;
+  void Apply(engine::WriteBatch& batch, WriteDone done) override;
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
   Result<std::vector<engine::InstanceSummary>> ListInstances(
       const engine::InstanceFilter& filter) override;
@@ -105,7 +106,7 @@ class MemoryStateStore final : public engine::StateStore {
                                std::span<const engine::DispatchRecord> dispatches);
   // Stores outbox rows (a row stored already is kept); called with the instance's shard locked.
   void AddDispatches(std::span<const engine::DispatchRecord> dispatches);
-  Status ApplyNow(engine::WriteBatch batch);
+  Status ApplyNow(engine::WriteBatch& batch);
   // Applies `batch` to the stored entry (its shard locked), taking what it holds:
   // kFailedPrecondition when the lease is lost, kInvalidArgument for executions it cannot
   // write; nothing of a refused batch is applied.
@@ -114,7 +115,7 @@ class MemoryStateStore final : public engine::StateStore {
   static Status Check(const engine::WriteBatch& batch, const Entry& entry);
   // A batch that creates children: with meta_mu_ held throughout (so that no other call holds
   // two shards at once), the children are checked, then the batch and the children applied.
-  Status ApplyWithChildren(engine::WriteBatch batch);
+  Status ApplyWithChildren(engine::WriteBatch& batch);
   // Whether `child` is to be inserted (false: stored already, the same), or why it cannot be;
   // meta_mu_ and `held` (the parent's shard) locked.
   Result<bool> ChildIsNew(const engine::InstanceRecord& child, const Shard& held);

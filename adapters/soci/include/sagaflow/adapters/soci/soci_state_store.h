@@ -83,7 +83,8 @@ class SociStateStore final : public engine::StateStore {
   using engine::StateStore::Create;
   void Create(const engine::InstanceRecord& record,
               std::span<const engine::DispatchRecord> dispatches, CreateDone done) override;
-  void Apply(engine::WriteBatch batch, WriteDone done) override;
+  using StateStore::Apply;
+  void Apply(engine::WriteBatch& batch, WriteDone done) override;
 
   Result<engine::InstanceRecord> LoadInstance(const InstanceId& id) override;
   // 256 instances per pair of queries, each pair in a read transaction of its own.
