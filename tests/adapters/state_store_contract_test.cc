@@ -730,6 +730,71 @@ TEST_P(StateStoreContractTest, ABatchIsAValueAndCompletesOnce) {
   EXPECT_EQ(calls, 1);
 }
 
+// The engine fills one batch per instance again for each step: the store takes what it keeps
+// during Apply, so the batch may be refilled as soon as the call returns, before its write
+// completes, and whatever the store left in it is overwritten.
+TEST_P(StateStoreContractTest, ABatchRefilledOnceItsCallReturnsStoresEachStepAsGiven) {
+  InstanceRecord r = MakeRecord("i1");
+  Create(r);
+  std::mutex mu;
+  std::condition_variable cv;
+  int completed = 0;
+  std::vector<Status> outcomes;
+  auto done = [&](Status s) {
+    std::lock_guard lock(mu);
+    ++completed;
+    outcomes.push_back(std::move(s));
+    cv.notify_all();
+  };
+  auto wait_for = [&](int n) {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return completed >= n; });
+  };
+
+  WriteBatch batch;
+  r.executions.push_back(MakeExecution(0, "A", Json::array({"a"})));
+  r.cursor.compensation_stack = {0};
+  r.cursor.current = 1;
+  r.context = Json{{"step", 1}};
+  batch = WriteBatch::Of(r, {0}, true);
+  store().Apply(batch, done);
+  // Refilled at once for the next step, as the engine's next FillBatch would.
+  r.executions[0].status = RunStatus::kSucceeded;
+  r.executions[0].output = Json{{"a", "done"}};
+  r.executions.push_back(MakeExecution(1, "B", Json::array({"b"})));
+  r.cursor.compensation_stack = {0, 1};
+  r.cursor.current = 2;
+  r.context = Json{{"step", 2}};
+  batch.cursor = r.cursor;
+  batch.context = r.context;
+  batch.new_executions.clear();
+  batch.new_executions.push_back(r.executions[1]);
+  batch.progress.clear();
+  batch.progress.push_back(engine::ExecutionProgress::Of(r.executions[0]));
+  wait_for(1);
+  {
+    const InstanceRecord first = Load("i1");
+    EXPECT_EQ(first.context, (Json{{"step", 1}}));
+    EXPECT_EQ(first.cursor.current, 1);
+    EXPECT_THAT(first.cursor.compensation_stack, ElementsAre(0));
+    ASSERT_EQ(first.executions.size(), 1u);
+    EXPECT_EQ(first.executions[0].status, RunStatus::kRunning);
+  }
+  store().Apply(batch, done);
+  wait_for(2);
+  const InstanceRecord second = Load("i1");
+  EXPECT_EQ(second.context, (Json{{"step", 2}}));
+  EXPECT_EQ(second.cursor.current, 2);
+  EXPECT_THAT(second.cursor.compensation_stack, ElementsAre(0, 1));
+  ASSERT_EQ(second.executions.size(), 2u);
+  EXPECT_EQ(second.executions[0].status, RunStatus::kSucceeded);
+  EXPECT_EQ(second.executions[0].output, (Json{{"a", "done"}}));
+  EXPECT_EQ(second.executions[1].state.str(), "B");
+  EXPECT_EQ(second.executions[1].input, Json::array({"b"}));
+  std::lock_guard lock(mu);
+  EXPECT_THAT(outcomes, ElementsAre(IsOk(), IsOk()));
+}
+
 TEST_P(StateStoreContractTest, AWriteWithoutHeaderStoresTheCursorUpdatedAtAndCompensationStatus) {
   const InstanceRecord r = MakeRecord("i1");
   Create(r);
