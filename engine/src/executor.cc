@@ -70,7 +70,10 @@ struct Executor::Impl {
                    : nullptr),
         driver(DriverParts{options, registry, store, clock, interpreter, catalog, table,
                            scheduler, timers, runner, options.dispatcher, outbox.get(),
-                           stop_source.get_token()}),
+                           stop_source.get_token(),
+                           options.recover_every > Duration::zero() && options.workers > 0
+                               ? std::function<void()>([this] { lease_keeper.ClaimDueSoon(); })
+                               : nullptr}),
         recovery(store, clock, options.owner, options.lease_ttl),
         lease_keeper(store, clock, options.owner, options.lease_ttl, options.recover_every,
                      [this] { PollDue(); }) {}

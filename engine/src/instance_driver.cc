@@ -106,6 +106,14 @@ void InstanceDriver::Run(Work work) {
       }
       return ClaimFor(work.id, std::move(due));
     }
+    case WorkKind::kPollDue: {
+      {
+        std::lock_guard lock(claim_times_mu_);
+        claim_times_.erase(claim_times_.begin(), claim_times_.upper_bound(p_.clock.Now()));
+      }
+      if (p_.claim_due_soon) p_.claim_due_soon();
+      return;
+    }
   }
 }
 
@@ -608,14 +616,11 @@ bool InstanceDriver::Parked(const std::shared_ptr<Live>& live, const Decision& d
   Live& l = *live;
   const InstanceId id = l.record.id;
   parked_.fetch_add(1);
-  if (d.kind == Decision::Kind::kSleep) {
-    // Fired from memory when near (or when nothing else would fire it), else by the store's
-    // next claim of what is due, in whichever process makes it.
-    const bool polled = p_.options.recover_every > Duration::zero() && p_.options.workers > 0;
-    if (!polled || d.wake_at - now <= p_.options.local_timer_horizon) {
-      p_.timers.Add(d.wake_at, Work{nullptr, WorkKind::kTimer, id, d.execution, d.attempt});
-    }
-  }
+  // A sleep fires from memory when near (or when nothing else would fire it), else by the
+  // store's next claim of what is due, in whichever process makes it.
+  const bool sleeps = d.kind == Decision::Kind::kSleep;
+  const bool polled = p_.claim_due_soon != nullptr;
+  const bool near = !polled || d.wake_at - now <= p_.options.local_timer_horizon;
   {
     std::lock_guard lock(l.mu);
     if (l.inbox.empty()) {
@@ -624,8 +629,28 @@ bool InstanceDriver::Parked(const std::shared_ptr<Live>& live, const Decision& d
     }
   }
   if (l.gone) {
+    // Out of the table before its timer may fire: the claim it makes then finds it gone.
     p_.table.Erase(id);
+    if (sleeps && near) {
+      if (polled) {
+        // Its timer asks for a claim of what is due at its wake time, which takes every
+        // instance due by then in one claim (one transaction for a thousand Waits ending
+        // together) rather than one claim each.
+        bool first;
+        {
+          std::lock_guard lock(claim_times_mu_);
+          first = claim_times_.insert(d.wake_at).second;
+        }
+        if (first) p_.timers.Add(d.wake_at, Work{nullptr, WorkKind::kPollDue, {}, -1, 0});
+      } else {
+        p_.timers.Add(d.wake_at, Work{nullptr, WorkKind::kTimer, id, d.execution, d.attempt});
+      }
+    }
     return false;
+  }
+  if (sleeps && near) {
+    // Claimed back below and held here: its own timer delivers the wake to it.
+    p_.timers.Add(d.wake_at, Work{nullptr, WorkKind::kTimer, id, d.execution, d.attempt});
   }
   // An event came while it was being parked: take the instance back and go on.
   auto claimed = p_.store.ClaimIdle(id, p_.options.owner, now, now + p_.options.lease_ttl);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <optional>
 #include <stop_token>
 
@@ -40,6 +41,9 @@ struct DriverParts {
   TaskDispatcher* dispatcher;
   Outbox* outbox;  // with a durable dispatcher, else null
   std::stop_token stop;  // requested when the executor stops; lent to every task
+  // Claims what is due soon, on the thread that claims what is due periodically (null when
+  // nothing claims periodically: then a parked instance's local timer claims it alone).
+  std::function<void()> claim_due_soon;
 };
 
 // Drives one instance at a time per work item: applies its events to the interpreter, makes
@@ -165,6 +169,11 @@ class InstanceDriver {
   std::atomic<std::uint64_t> dispatched_{0};
   std::atomic<std::uint64_t> parked_{0};
   std::atomic<std::uint64_t> woken_{0};
+
+  // Times at which a claim of what is due is scheduled for parked instances' local timers:
+  // instances parked until the same time share one timer and one claim.
+  std::mutex claim_times_mu_;
+  std::set<TimePoint> claim_times_;
 };
 
 }  // namespace sagaflow::engine

@@ -32,6 +32,15 @@ void LeaseKeeper::Stop() noexcept {
   thread_.join();
 }
 
+void LeaseKeeper::ClaimDueSoon() {
+  {
+    std::lock_guard lock(mu_);
+    if (poll_soon_) return;
+    poll_soon_ = true;
+  }
+  cv_.notify_all();
+}
+
 Result<std::size_t> LeaseKeeper::RenewOnce() {
   const TimePoint now = clock_.Now();
   return store_.RenewLeases(owner_, now, now + lease_ttl_ * 2 / 3, now + lease_ttl_);
@@ -47,9 +56,11 @@ void LeaseKeeper::Loop(std::stop_token stop) {
   Steady::time_point next_renew = Steady::now() + renew_every;
   Steady::time_point next_poll = Steady::now() + poll_every_;
   while (!stop.stop_requested()) {
+    bool soon;
     {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, tick, [&] { return stop.stop_requested(); });
+      cv_.wait_for(lock, tick, [&] { return stop.stop_requested() || poll_soon_; });
+      soon = std::exchange(poll_soon_, false);
     }
     if (stop.stop_requested()) return;
     const Steady::time_point now = Steady::now();
@@ -61,7 +72,7 @@ void LeaseKeeper::Loop(std::stop_token stop) {
                      renewed.status().ToString());
       }
     }
-    if (poll_every_ > Duration::zero() && now >= next_poll) {
+    if (poll_every_ > Duration::zero() && (soon || now >= next_poll)) {
       next_poll = now + poll_every_;
       poll_();
     }

@@ -29,6 +29,9 @@ class LeaseKeeper {
 
   // One renewal pass now (what the thread does); returns how many leases it extended.
   Result<std::size_t> RenewOnce();
+  // Has the thread call `poll` as soon as it can (once for many calls made meanwhile), besides
+  // every `poll_every`.
+  void ClaimDueSoon();
 
  private:
   void Loop(std::stop_token stop);
@@ -41,6 +44,7 @@ class LeaseKeeper {
   const std::function<void()> poll_;
   std::mutex mu_;
   std::condition_variable cv_;
+  bool poll_soon_ = false;  // guarded by mu_
   std::jthread thread_;
 };
 

@@ -70,6 +70,7 @@ enum class WorkKind {
   kStored,   // Live::pending is stored: act on it
   kEvent,    // the instance has events in its inbox: take the next
   kTimer,    // a timer of `id` is due: deliver TimerDue{execution, attempt} (by id when parked)
+  kPollDue,  // timers of parked instances are due: claim what is due, in one claim for many
 };
 
 struct Work {

@@ -15,6 +15,7 @@
 #include "sagaflow/engine/executor.h"
 #include "sagaflow/statelang/loader.h"
 #include "sagaflow/tasks/task_registry.h"
+#include "sagaflow/testing/fault_injecting_state_store.h"
 #include "sagaflow/testing/matchers.h"
 
 namespace sagaflow::engine {
@@ -180,6 +181,57 @@ TEST_F(ExecutorEventsTest, AnotherEngineFiresTheWaitsOfOneThatStopped) {
     EXPECT_GE(r->executions[0].started_at, t0 + milliseconds(500));  // none early
   }
   EXPECT_GE(second.stats().woken + third.stats().woken, static_cast<std::uint64_t>(kInstances));
+}
+
+// An engine that claims what is due (recover_every) fires the local timers of Waits ending
+// close together with claims of what is due, many instances each, not with one claim per
+// instance; each Wait still fires once and not before its time. The periodic pass is an hour
+// away: only the timers' own claims run.
+void ExpectWaitsClaimedTogether(const std::string& flow, int instances,
+                                TaskRegistry& registry, StateStore& base,
+                                const std::atomic<int>& fired, const Clock& clock) {
+  ::sagaflow::testing::FaultInjectingStateStore store(base);
+  auto m = MustLoad(flow);
+  Executor executor(ExecutorOptions{.workers = 2, .owner = "poller", .recover_every = seconds(3600)},
+                    registry, store, clock);
+  ASSERT_THAT(executor.Start(), IsOk());
+  ASSERT_THAT(executor.AddFlow(m), IsOk());
+  const TimePoint t0 = clock.Now();
+  std::vector<InstanceId> ids;
+  for (int i = 0; i < instances; ++i) {
+    auto id = executor.StartInstance(m, Json{{"due", FormatTime(t0 + milliseconds(400))}});
+    ASSERT_THAT(id, IsOk());
+    ids.push_back(*id);
+  }
+  for (const InstanceId& id : ids) {
+    auto r = executor.Await(id, seconds(20));
+    ASSERT_THAT(r, IsOk());
+    EXPECT_EQ(r->status, RunStatus::kSucceeded);
+    ASSERT_EQ(r->executions.size(), 1u);
+    // None early (the Timestamp is written to the millisecond).
+    EXPECT_GE(r->executions[0].started_at, t0 + milliseconds(399));
+  }
+  EXPECT_EQ(fired.load(), instances);
+  EXPECT_EQ(store.claim_idle_calls(), 0);
+  EXPECT_GE(store.claim_due_calls(), 1);
+  EXPECT_LT(store.claim_due_calls(), instances / 4);
+  EXPECT_EQ(executor.stats().woken, static_cast<std::uint64_t>(instances));
+  executor.Stop();
+}
+
+TEST_F(ExecutorEventsTest, WaitsEndingTogetherAreClaimedTogether) {
+  // One wake time for all (a Timestamp): one timer, one claim for the lot.
+  ExpectWaitsClaimedTogether(R"({"Name": "at", "StartState": "Pause", "States": {
+    "Pause": {"Type": "Wait", "TimestampPath": "$.due", "Next": "After"},
+    "After": {"Type": "ServiceTask", "ServiceName": "svc", "ServiceMethod": "after",
+              "Next": "Done"},
+    "Done": {"Type": "Succeed"}}})",
+                             300, registry_, store_, after_calls_, clock_);
+}
+
+TEST_F(ExecutorEventsTest, WaitsEndingCloseTogetherShareClaims) {
+  // A wake time each (Seconds from each start): a timer each, claims shared.
+  ExpectWaitsClaimedTogether(WaitFlow(0.4), 300, registry_, store_, after_calls_, clock_);
 }
 
 TEST_F(ExecutorEventsTest, TheDeadlineHoldsWhileATaskHangs) {

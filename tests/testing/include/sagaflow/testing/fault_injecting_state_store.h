@@ -55,6 +55,9 @@ class FaultInjectingStateStore final : public engine::StateStore {
   // Apply calls seen (refused ones included), and how many were refused.
   int write_calls() const { return write_calls_.load(); }
   int failed_writes() const { return failed_writes_.load(); }
+  // ClaimDue and ClaimIdle calls seen.
+  int claim_due_calls() const { return claim_due_calls_.load(); }
+  int claim_idle_calls() const { return claim_idle_calls_.load(); }
 
   engine::StateStore& base() { return base_; }
 
@@ -120,6 +123,7 @@ class FaultInjectingStateStore final : public engine::StateStore {
   }
   Result<std::vector<InstanceId>> ClaimDue(const std::string& owner, TimePoint now,
                                                TimePoint lease_until, std::size_t limit) override {
+    claim_due_calls_.fetch_add(1);
     return base_.ClaimDue(owner, now, lease_until, limit);
   }
   Result<engine::InstanceRecord> ClaimInstance(const InstanceId& id, const std::string& owner,
@@ -129,6 +133,7 @@ class FaultInjectingStateStore final : public engine::StateStore {
   }
   Result<engine::InstanceRecord> ClaimIdle(const InstanceId& id, const std::string& owner,
                                            TimePoint now, TimePoint lease_until) override {
+    claim_idle_calls_.fetch_add(1);
     return base_.ClaimIdle(id, owner, now, lease_until);
   }
   Result<std::size_t> RenewLeases(const std::string& owner, TimePoint now,
@@ -223,6 +228,8 @@ class FaultInjectingStateStore final : public engine::StateStore {
   std::atomic<int> fail_dispatch_claims_{0};
   std::atomic<int> fail_dispatch_removals_{0};
   std::atomic<int> write_calls_{0};
+  std::atomic<int> claim_due_calls_{0};
+  std::atomic<int> claim_idle_calls_{0};
   std::atomic<int> failed_writes_{0};
 };
 
