@@ -49,8 +49,9 @@ struct ExecutorOptions {
   // called. A long-running engine sets it (about a second).
   Duration recover_every = Duration::zero();
   // With recover_every set, a timer of an instance this executor parks fires from memory when
-  // it is due within this horizon, else from the store by the next claim after it is due (so
-  // that a million instances sleeping for days hold no memory here).
+  // it is due within this horizon (as a claim of everything due then, shared by the timers due
+  // together), else from the store by the next claim after it is due (so that a million
+  // instances sleeping for days hold no memory here).
   Duration local_timer_horizon = std::chrono::seconds(60);
   // Where async steps (IsAsync) go. Without one, a flow with async steps is refused by AddFlow.
   // Must outlive the executor; the executor starts it (Start) and stops it (Stop).
