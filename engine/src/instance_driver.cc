@@ -414,8 +414,7 @@ void InstanceDriver::FillBatch(const Live& live, const Step& step, bool header,
     batch.context = r.context;
     batch.changed_keys = step.context_keys;
   } else {
-    batch.context.reset();
-    batch.changed_keys = nullptr;
+    batch.changed_keys = nullptr;  // the context itself was dropped after the last Apply
   }
   batch.dispatches = DispatchesOf(live, step);
   batch.children.clear();
@@ -470,13 +469,9 @@ bool InstanceDriver::Store(std::shared_ptr<Live>& live, Step& step, TimePoint no
     EndStoreCall(slot);
   });
   t_inline_write = outer;
-  // The store took what it keeps during the call. What the batch still holds goes now (its
-  // buffers stay): a reference it kept to the context would make the next step's change of the
-  // context copy it whole.
+  // The store took what it keeps during the call. A reference the batch kept to the context
+  // would make the next step's change of the context copy it whole.
   l.batch.context.reset();
-  l.batch.new_executions.clear();
-  l.batch.progress.clear();
-  l.batch.dispatches.clear();
   // Completing later, on the store's thread: `live` is no longer this thread's to touch.
   if (!here.completed) return false;
   step = std::move(*l.pending);
