@@ -11,6 +11,19 @@ namespace sagaflow::engine {
 
 using statelang::StateMachine;
 
+namespace {
+// The first multiple of tick not before t (t itself for a zero tick).
+TimePoint RoundUpToTick(TimePoint t, Duration tick) {
+  if (tick <= Duration::zero() || t == TimePoint::max()) return t;
+  const Duration since = t.time_since_epoch();
+  Duration rest = since % tick;
+  if (rest < Duration::zero()) rest += tick;
+  if (rest == Duration::zero()) return t;
+  if (TimePoint::max() - t < tick - rest) return TimePoint::max();
+  return t + (tick - rest);
+}
+}  // namespace
+
 // --- The live table ----------------------------------------------------------------------------
 
 bool LiveTable::Reserve(const InstanceId& id, std::shared_ptr<Live> live) {
@@ -631,12 +644,14 @@ bool InstanceDriver::Parked(const std::shared_ptr<Live>& live, const Decision& d
         // Its timer asks for a claim of what is due at its wake time, which takes every
         // instance due by then in one claim (one transaction for a thousand Waits ending
         // together) rather than one claim each.
+        // Rounded up to the tick, so that instances started one after another share it.
+        const TimePoint claim_at = RoundUpToTick(d.wake_at, p_.options.local_timer_tick);
         bool first;
         {
           std::lock_guard lock(claim_times_mu_);
-          first = claim_times_.insert(d.wake_at).second;
+          first = claim_times_.insert(claim_at).second;
         }
-        if (first) p_.timers.Add(d.wake_at, Work{nullptr, WorkKind::kPollDue, {}, -1, 0});
+        if (first) p_.timers.Add(claim_at, Work{nullptr, WorkKind::kPollDue, {}, -1, 0});
       } else {
         p_.timers.Add(d.wake_at, Work{nullptr, WorkKind::kTimer, id, d.execution, d.attempt});
       }

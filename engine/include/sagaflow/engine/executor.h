@@ -53,6 +53,11 @@ struct ExecutorOptions {
   // together), else from the store by the next claim after it is due (so that a million
   // instances sleeping for days hold no memory here).
   Duration local_timer_horizon = std::chrono::seconds(60);
+  // Such a timer fires at its wake time rounded up to a multiple of this tick, so that the
+  // Waits of instances started one after another share claims: at most one claim per tick,
+  // however many instances are due in it. A Wait ends up to one tick late, never early.
+  // Zero: each distinct wake time has its own claim.
+  Duration local_timer_tick = std::chrono::milliseconds(10);
   // Where async steps (IsAsync) go. Without one, a flow with async steps is refused by AddFlow.
   // Must outlive the executor; the executor starts it (Start) and stops it (Stop).
   TaskDispatcher* dispatcher = nullptr;
