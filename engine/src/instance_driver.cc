@@ -14,9 +14,8 @@ using statelang::StateMachine;
 namespace {
 // The first multiple of tick not before t (t itself for a zero tick).
 TimePoint RoundUpToTick(TimePoint t, Duration tick) {
-  if (tick <= Duration::zero() || t == TimePoint::max()) return t;
-  const Duration since = t.time_since_epoch();
-  Duration rest = since % tick;
+  if (tick <= Duration::zero()) return t;
+  Duration rest = t.time_since_epoch() % tick;
   if (rest < Duration::zero()) rest += tick;
   if (rest == Duration::zero()) return t;
   if (TimePoint::max() - t < tick - rest) return TimePoint::max();
@@ -643,8 +642,8 @@ bool InstanceDriver::Parked(const std::shared_ptr<Live>& live, const Decision& d
       if (polled) {
         // Its timer asks for a claim of what is due at its wake time, which takes every
         // instance due by then in one claim (one transaction for a thousand Waits ending
-        // together) rather than one claim each.
-        // Rounded up to the tick, so that instances started one after another share it.
+        // together) rather than one claim each; rounded up to the tick, so that instances
+        // started one after another share it too.
         const TimePoint claim_at = RoundUpToTick(d.wake_at, p_.options.local_timer_tick);
         bool first;
         {
