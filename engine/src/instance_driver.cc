@@ -21,6 +21,14 @@ TimePoint RoundUpToTick(TimePoint t, Duration tick) {
   if (TimePoint::max() - t < tick - rest) return TimePoint::max();
   return t + (tick - rest);
 }
+
+// Whether a write of `after` would leave the stored header as `before` was, apart from the
+// lease (which the lease keeper renews).
+bool SameStoredHeader(const InstanceHeader& before, const InstanceHeader& after) {
+  return before.status == after.status && before.error == after.error &&
+         before.error_code == after.error_code && before.error_message == after.error_message &&
+         before.ended_at == after.ended_at;
+}
 }  // namespace
 
 // --- The live table ----------------------------------------------------------------------------
@@ -269,6 +277,8 @@ Status InstanceDriver::ResumeWith(const InstanceId& id,
   // Taken up by a claim of what is due with a timer due: a parked instance woken.
   const std::optional<TimePoint> wake = Interpreter::NextWake(live->record);
   const bool timer_due = !event && wake && *wake <= now;
+  // As claimed: its owner and lease are this engine's already.
+  const InstanceHeader claimed = HeaderOf(live->record);
   auto flow = p_.catalog.ForRecord(live->record);
   Result<Step> first = flow.status();
   if (flow.ok()) {
@@ -286,7 +296,10 @@ Status InstanceDriver::ResumeWith(const InstanceId& id,
   }
   if (event || timer_due) woken_.fetch_add(1);
   spdlog::debug("instance {}: taken up (owner {})", id.str(), p_.options.owner);
-  live->header_dirty = true;
+  // The claim wrote the owner and the lease: the first write carries the header only when
+  // the step changed it (a Wait that ends and runs its next state does not). Leaving the
+  // indexed columns alone spares the store moving the instance in its indexes once more.
+  live->header_dirty = !SameStoredHeader(claimed, HeaderOf(live->record));
   live->pending = std::move(first).value();
   QueuePending(std::move(live));
   return Status::Ok();

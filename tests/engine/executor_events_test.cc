@@ -6,8 +6,10 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sagaflow/adapters/memory/in_process_dispatcher.h"
 #include "sagaflow/adapters/memory/memory_state_store.h"
@@ -181,6 +183,46 @@ TEST_F(ExecutorEventsTest, AnotherEngineFiresTheWaitsOfOneThatStopped) {
     EXPECT_GE(r->executions[0].started_at, t0 + milliseconds(500));  // none early
   }
   EXPECT_GE(second.stats().woken + third.stats().woken, static_cast<std::uint64_t>(kInstances));
+}
+
+// The claim of a Wait that is due stores this engine as its owner, with a lease: the write
+// that ends the Wait and starts the next state leaves the header as the claim stored it (a
+// write of fewer columns, none of them indexed), and the lease is still held until the last
+// write gives it back.
+TEST_F(ExecutorEventsTest, TheFirstWriteAfterAClaimedWaitLeavesTheHeaderAsClaimed) {
+  auto m = MustLoad(WaitFlow(0.3));
+  InstanceId id;
+  {
+    Executor first(ExecutorOptions{.workers = 2, .owner = "first"}, registry_, store_, clock_);
+    ASSERT_THAT(first.Start(), IsOk());
+    ASSERT_THAT(first.AddFlow(m), IsOk());
+    auto started = first.StartInstance(m, Json::object());
+    ASSERT_THAT(started, IsOk());
+    id = *started;
+    std::this_thread::sleep_for(milliseconds(100));
+    first.Stop();
+  }
+  ::sagaflow::testing::FaultInjectingStateStore watched(store_);
+  std::mutex mu;
+  std::vector<std::string> writes;  // per write: header or not, and the owner stored after it
+  watched.AfterWrite([&](const WriteBatch& b) {
+    auto stored = store_.LoadInstance(b.instance);
+    std::lock_guard lock(mu);
+    writes.push_back(std::string(b.header ? "header" : "no header") + ", owner '" +
+                     (stored.ok() ? stored->owner : "?") + "'");
+  });
+  Executor second(ExecutorOptions{.workers = 2, .owner = "second", .recover_every = milliseconds(50)},
+                  registry_, watched, clock_);
+  ASSERT_THAT(second.Start(), IsOk());
+  ASSERT_THAT(second.AddFlow(m), IsOk());
+  auto r = second.Await(id, seconds(10));
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->status, RunStatus::kSucceeded);
+  EXPECT_EQ(after_calls_.load(), 1);
+  second.Stop();
+  std::lock_guard lock(mu);
+  EXPECT_EQ(writes, (std::vector<std::string>{"no header, owner 'second'",
+                                              "header, owner 'second'"}));
 }
 
 // An engine that claims what is due (recover_every) fires the local timers of Waits ending
