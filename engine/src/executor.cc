@@ -102,8 +102,8 @@ struct Executor::Impl {
           report->redispatched < kBatch) {
         return;
       }
-      // This runs on the lease keeper's thread: renew between batches.
-      if (auto renewed = lease_keeper.RenewOnce(); !renewed.ok()) {
+      // This runs on the lease keeper's thread: renew between batches when a renewal is due.
+      if (auto renewed = lease_keeper.RenewIfDue(); !renewed.ok()) {
         spdlog::warn("could not renew leases: {}", renewed.status().ToString());
       }
       while (table.size() > kBatch && !stop_source.stop_requested()) {

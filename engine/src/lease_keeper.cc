@@ -46,14 +46,26 @@ Result<std::size_t> LeaseKeeper::RenewOnce() {
   return store_.RenewLeases(owner_, now, now + lease_ttl_ * 2 / 3, now + lease_ttl_);
 }
 
+namespace {
+Duration RenewEvery(Duration lease_ttl) {
+  return std::max<Duration>(lease_ttl / 6, std::chrono::milliseconds(10));
+}
+}  // namespace
+
+Result<std::size_t> LeaseKeeper::RenewIfDue() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_renew_) return std::size_t{0};
+  next_renew_ = now + RenewEvery(lease_ttl_);
+  return RenewOnce();
+}
+
 void LeaseKeeper::Loop(std::stop_token stop) {
-  const Duration renew_every =
-      std::max<Duration>(lease_ttl_ / 6, std::chrono::milliseconds(10));
+  const Duration renew_every = RenewEvery(lease_ttl_);
   const Duration tick =
       poll_every_ > Duration::zero() ? std::min(renew_every, poll_every_) : renew_every;
   // Passes are timed in real time (the store's times come from clock_, which may be virtual).
   using Steady = std::chrono::steady_clock;
-  Steady::time_point next_renew = Steady::now() + renew_every;
+  next_renew_ = Steady::now() + renew_every;
   Steady::time_point next_poll = Steady::now() + poll_every_;
   while (!stop.stop_requested()) {
     bool soon;
@@ -63,15 +75,11 @@ void LeaseKeeper::Loop(std::stop_token stop) {
       soon = std::exchange(poll_soon_, false);
     }
     if (stop.stop_requested()) return;
-    const Steady::time_point now = Steady::now();
-    if (now >= next_renew) {
-      next_renew = now + renew_every;
-      auto renewed = RenewOnce();
-      if (!renewed.ok()) {
-        spdlog::warn("could not renew the leases of owner {}: {}", owner_,
-                     renewed.status().ToString());
-      }
+    if (auto renewed = RenewIfDue(); !renewed.ok()) {
+      spdlog::warn("could not renew the leases of owner {}: {}", owner_,
+                   renewed.status().ToString());
     }
+    const Steady::time_point now = Steady::now();
     if (poll_every_ > Duration::zero() && (soon || now >= next_poll)) {
       next_poll = now + poll_every_;
       poll_();

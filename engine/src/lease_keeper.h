@@ -2,6 +2,7 @@
 
 // Keeps an executor's leases alive and claims what is due. Internal to engine/.
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -29,6 +30,10 @@ class LeaseKeeper {
 
   // One renewal pass now (what the thread does); returns how many leases it extended.
   Result<std::size_t> RenewOnce();
+  // For `poll`, on the thread: the renewal pass when one is due (a sixth of a lease after the
+  // last), else nothing (0). A long poll (a million timers claimed batch after batch) keeps the
+  // leases alive with it, without a write between every two batches.
+  Result<std::size_t> RenewIfDue();
   // Has the thread call `poll` as soon as it can (once for many calls made meanwhile), besides
   // every `poll_every`.
   void ClaimDueSoon();
@@ -45,6 +50,8 @@ class LeaseKeeper {
   std::mutex mu_;
   std::condition_variable cv_;
   bool poll_soon_ = false;  // guarded by mu_
+  // When the next renewal is due; the thread's alone (its loop and `poll`).
+  std::chrono::steady_clock::time_point next_renew_{};
   std::jthread thread_;
 };
 

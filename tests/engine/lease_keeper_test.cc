@@ -126,6 +126,21 @@ TEST_F(LeaseKeeperTest, ALeaseIsRenewedAgainOnlyOnceAThirdOfItHasPassed) {
   EXPECT_EQ(LeaseOf(id), clock_.Now() + ttl);
 }
 
+TEST_F(LeaseKeeperTest, RenewIfDueRenewsAtMostOnceASixthOfALeaseInRealTime) {
+  const Duration ttl = milliseconds(120);  // a renewal due every 20 ms of real time
+  const InstanceId id = Add(kOwner, clock_.Now() + Duration(1));
+  LeaseKeeper keeper(store_, clock_, kOwner, ttl, Duration::zero(), [] {});
+  EXPECT_EQ(keeper.RenewIfDue().value(), 1u);
+  // The store's clock says the lease needs renewing again, but no sixth of a lease has passed
+  // since the last renewal: nothing is written (a long poll calls this between its batches).
+  clock_.Advance(ttl / 2);
+  EXPECT_EQ(keeper.RenewIfDue().value(), 0u);
+  EXPECT_EQ(LeaseOf(id), clock_.Now() + ttl / 2);
+  std::this_thread::sleep_for(milliseconds(25));
+  EXPECT_EQ(keeper.RenewIfDue().value(), 1u);
+  EXPECT_EQ(LeaseOf(id), clock_.Now() + ttl);
+}
+
 TEST_F(LeaseKeeperTest, TheThreadRenewsLeasesOnEveryPassAsTheStoreClockMoves) {
   const Duration ttl = milliseconds(120);  // a pass every 20 ms of real time
   const InstanceId id = Add(kOwner, clock_.Now() + ttl);
