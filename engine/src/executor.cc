@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -48,6 +49,13 @@ ExecutorOptions WithOwner(ExecutorOptions options) {
   return options;
 }
 
+// Threads a recovery pass loads on: one in manual mode (workers == 0, where tests step the
+// engine deterministically), otherwise one a core, up to four.
+std::size_t LoadersFor(const ExecutorOptions& options) {
+  if (options.workers == 0) return 1;
+  return std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4);
+}
+
 }  // namespace
 
 // The parts, composed. Construction order is dependency order; Stop() undoes it.
@@ -74,7 +82,7 @@ struct Executor::Impl {
                            options.recover_every > Duration::zero() && options.workers > 0
                                ? std::function<void()>([this] { lease_keeper.ClaimDueSoon(); })
                                : nullptr}),
-        recovery(store, clock, options.owner, options.lease_ttl),
+        recovery(store, clock, options.owner, options.lease_ttl, LoadersFor(options)),
         lease_keeper(store, clock, options.owner, options.lease_ttl, options.recover_every,
                      [this] { PollDue(); }) {}
 

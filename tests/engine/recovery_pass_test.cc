@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <latch>
 #include <map>
 #include <mutex>
@@ -333,6 +334,39 @@ TEST_F(RecoveryPassTest, MoreThanOneChunkIsLoadedAChunkAtATimeAndAllAreResumed) 
     }
     EXPECT_EQ(log, expected);
   }
+}
+
+TEST_F(RecoveryPassTest, ChunksLoadOnSeveralThreadsAndTheReportKeepsTheClaimOrder) {
+  // Due one after another: the claim takes them in this order.
+  std::vector<InstanceId> due;
+  for (int i = 0; i < 1500; ++i) due.push_back(Add("died", now_ - seconds(2000 - i)));
+  Recovery recovery(store_, clock_, kOwner, kTtl, /*loaders=*/3);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::set<std::thread::id> threads;
+  std::map<InstanceId, int> handed;
+  std::size_t mismatched = 0;
+  auto report = recovery.Pass(5000, [&](const InstanceId& id, Result<InstanceRecord> loaded) {
+    std::unique_lock lock(mu);
+    if (!loaded.ok() || loaded->id != id) ++mismatched;
+    ++handed[id];
+    // The first call on each thread waits (a while at most) for a second thread to call: the
+    // chunks are in flight on more than one at once.
+    if (threads.insert(std::this_thread::get_id()).second) {
+      cv.notify_all();
+      cv.wait_for(lock, seconds(10), [&] { return threads.size() >= 2; });
+    }
+    return Status::Ok();
+  });
+  ASSERT_THAT(report, IsOk());
+  EXPECT_THAT(report->resumed, ElementsAreArray(due));
+  EXPECT_THAT(report->failed, IsEmpty());
+  EXPECT_EQ(mismatched, 0u) << "an instance was handed another's record";
+  EXPECT_EQ(handed.size(), due.size());
+  EXPECT_TRUE(std::all_of(handed.begin(), handed.end(), [](auto& h) { return h.second == 1; }));
+  EXPECT_GE(threads.size(), 2u);
+  EXPECT_LE(threads.size(), 3u);
+  for (const InstanceId& id : due) EXPECT_EQ(Stored(id).owner, kOwner);
 }
 
 TEST_F(RecoveryPassTest, ARefusedLoadFailsItsChunkAloneWithoutCallingResume) {
