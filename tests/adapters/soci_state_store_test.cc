@@ -739,6 +739,50 @@ TEST_F(SqliteStoreTest, AWriteIsReportedDoneOnlyOnceItsWalIsFlushed) {
   EXPECT_THAT((*normal)->CreateInstance(MakeRecord("i2")), IsOk());
 }
 
+// A batch whose last item the database refuses (a child with the id of another instance) is
+// retried item by item, and the refused item closes the connection last. The commits before it
+// were checkpointed into the database by that close, which also deleted the WAL file: they are
+// done, not "cannot find the WAL file".
+TEST_F(SqliteStoreTest, ARefusedLastItemOfABatchLeavesTheOthersDone) {
+  Result<std::unique_ptr<SociStateStore>> opened = OpenSociStore(db_.url(), OneCommitter());
+  ASSERT_THAT(opened, IsOk());
+  SociStateStore& store = **opened;
+  ASSERT_THAT(store.CreateInstance(MakeRecord("taken")), IsOk());
+  constexpr int kParents = 6;
+  std::vector<WriteBatch> batches;
+  for (int i = 0; i < kParents; ++i) {
+    InstanceRecord parent = MakeRecord("p" + std::to_string(i));
+    ASSERT_THAT(store.CreateInstance(parent), IsOk());
+    parent.status = RunStatus::kSucceeded;
+    WriteBatch b = WriteBatch::Of(parent, {}, false);
+    b.children.push_back(MakeRecord(i == kParents - 1 ? "taken" : "c" + std::to_string(i),
+                                    Json{{"orderId", "child"}}));
+    batches.push_back(std::move(b));
+  }
+  std::vector<std::promise<Status>> done(kParents);
+  {
+    CommitterGate gate(store);
+    for (int i = 0; i < kParents; ++i) {
+      store.Apply(batches[static_cast<std::size_t>(i)], [&done, i](Status s) {
+        done[static_cast<std::size_t>(i)].set_value(std::move(s));
+      });
+    }
+  }
+  for (int i = 0; i < kParents; ++i) {
+    const Status s = done[static_cast<std::size_t>(i)].get_future().get();
+    if (i == kParents - 1) {
+      EXPECT_THAT(s, StatusIs(StatusCode::kAlreadyExists));
+      continue;
+    }
+    EXPECT_THAT(s, IsOk()) << i;
+    EXPECT_THAT(store.LoadInstance(InstanceId("c" + std::to_string(i))), IsOk()) << i;
+    Result<InstanceRecord> parent = store.LoadInstance(InstanceId("p" + std::to_string(i)));
+    ASSERT_THAT(parent, IsOk());
+    EXPECT_EQ(parent->status, RunStatus::kSucceeded) << i;
+  }
+  EXPECT_GE(store.stats().largest_batch, static_cast<std::uint64_t>(kParents));
+}
+
 // The store's connection cannot get the write lock (another process holds it) within the busy
 // timeout: the write fails with kUnavailable, nothing of it is visible, and once the lock is
 // released the next write succeeds.

@@ -206,6 +206,13 @@ Result<std::shared_ptr<WalFile>> GroupCommitter::CurrentWal() {
   const std::string path = config_.connect_string + "-wal";
   struct stat now {};
   if (::stat(path.c_str(), &now) != 0) {
+    if (errno == ENOENT && !writer_) {
+      // The batch's last item closed the connection after the others had committed (a refused
+      // item, isolated alone). The last connection to close checkpoints the WAL into the
+      // database, syncs it (every connection runs synchronous NORMAL or FULL) and only then
+      // deletes the file: those commits are already durable, and nothing is left to flush.
+      return std::shared_ptr<WalFile>();
+    }
     return Unavailable(config_.display + ": cannot find the WAL file " + path + " to flush: " +
                        std::strerror(errno));
   }

@@ -89,7 +89,8 @@ class GroupCommitter {
   void Process(std::vector<WriteRequest>& batch);
   // Waits while the completer has a batch it has not taken yet, then queues `done` for it.
   void Hand(Done done);
-  // The WAL file the last commit wrote to (committer thread, after a commit).
+  // The WAL file the last commit wrote to (committer thread, after a commit); null when the
+  // connection was closed since and took the WAL with it, checkpointed (nothing to flush).
   Result<std::shared_ptr<WalFile>> CurrentWal();
   Status Flush(const WalFile& wal) const;
   // Applies `batch` in one transaction. OK: committed, with per-request outcomes in `out`.
